@@ -1,0 +1,461 @@
+"""End-to-end harness: a real Airflow 3.3 deployment started by the test session.
+
+The session-scoped ``airflow_deployment`` fixture creates a fresh temporary ``AIRFLOW_HOME`` with a
+SQLite metadata DB (``airflow db migrate``) and starts **separate processes**::
+
+    airflow api-server --host 127.0.0.1 --port <free port>
+    airflow scheduler          (LocalExecutor: tasks run in real worker subprocesses)
+    airflow dag-processor
+    airflow triggerer          (runs the triggers of deferrable operators)
+
+SQLite + LocalExecutor is allowed in Airflow 3 (SequentialExecutor was removed in 3.0; Airflow enables
+WAL mode for SQLite). Startup blocks until ``/api/v2/monitor/health`` reports scheduler, dag-processor
+and triggerer healthy and every DAG file in the DAGs folder has been parsed (as a DAG or an import error).
+
+Override points (session-scoped fixtures, override them in a test module or a conftest):
+
+* ``airflow_dags_folder`` -> Path. Default: ``--airflow-dags-folder`` option, else the
+  ``E2E_AIRFLOW_DAGS_FOLDER`` env var, else ``<repo>/dags``.
+* ``airflow_extra_env`` -> dict[str, str], merged into the process environment before the processes
+  start (e.g. ``AIRFLOW_CONN_...`` connections, ``AIRFLOW__SECTION__KEY`` config overrides).
+
+Env knobs: ``E2E_AIRFLOW_STARTUP_TIMEOUT`` (seconds, default 180), ``E2E_AIRFLOW_KEEP_HOME=1`` keeps the
+temporary AIRFLOW_HOME (logs!) after the session.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DAGS_FOLDER = REPO / "dags"
+AIRFLOW_BIN = str(Path(sys.executable).with_name("airflow"))
+
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+POLL_INTERVAL = 0.25
+
+# Processes started in this interpreter, so that an abnormal exit still kills them.
+_LIVE_PROCS: list[subprocess.Popen[bytes]] = []
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)  # each process is the leader of its own session/group
+
+
+def _stop_processes(procs: list[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    for p in procs:
+        if p.poll() is None:
+            _kill_group(p, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for p in procs:
+        # SIGKILL the whole group even if the leader exited: children (task runners, trigger
+        # subprocess, uvicorn workers) may have survived it.
+        _kill_group(p, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=5)
+        if p in _LIVE_PROCS:
+            _LIVE_PROCS.remove(p)
+
+
+atexit.register(lambda: _stop_processes(list(_LIVE_PROCS), grace=5.0))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class AirflowStartupError(RuntimeError):
+    pass
+
+
+class AirflowDeployment:
+    """A running Airflow deployment (api-server, scheduler, dag-processor, triggerer)."""
+
+    PROCESSES: dict[str, list[str]] = {
+        "scheduler": ["scheduler"],
+        "dag-processor": ["dag-processor"],
+        "triggerer": ["triggerer"],
+    }
+
+    def __init__(self, home: Path, dags_folder: Path, extra_env: Mapping[str, str] | None = None) -> None:
+        self.home = Path(home)
+        self.dags_folder = Path(dags_folder)
+        self.port = _free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = self.home / "e2e-process-logs"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.client: httpx.Client = httpx.Client(base_url=self.api_url, timeout=30.0)
+        self.startup_seconds: float | None = None
+        self.env: dict[str, str] = self._base_env()
+        if extra_env:
+            self.env.update({str(k): str(v) for k, v in extra_env.items()})
+
+    # ------------------------------------------------------------------ setup
+    def _base_env(self) -> dict[str, str]:
+        # Hermetic: drop any AIRFLOW* from the caller's environment.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        pythonpath = [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        env.update(
+            {
+                "PYTHONPATH": os.pathsep.join(pythonpath),
+                "PYTHONUNBUFFERED": "1",
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                # Few concurrent SQLite writers, and only 2 cores in CI.
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__CORE__FERNET_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                # Workers (task supervisors) reach the Execution API of *our* api-server.
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__WORKERS": "1",
+                # Must be identical in all processes: the scheduler signs task JWTs, api-server checks them.
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                "AIRFLOW__CORE__AUTH_MANAGER": (
+                    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                # Fast pickup of DAG files.
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+                "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "2",
+                "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
+                "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "2",
+                # Snappy scheduling loop and health heartbeats.
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+                "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            }
+        )
+        return env
+
+    def _run_cli(self, args: list[str], name: str, timeout: float) -> None:
+        log = self.log_dir / f"{name}.log"
+        with log.open("ab") as fh:
+            rc = subprocess.run(  # noqa: PLW1510
+                [AIRFLOW_BIN, *args], env=self.env, cwd=self.home, stdout=fh, stderr=subprocess.STDOUT,
+                timeout=timeout,
+            ).returncode
+        if rc != 0:
+            raise AirflowStartupError(f"`airflow {' '.join(args)}` failed (rc={rc}):\n{_tail(log, 60)}")
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        fh = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [AIRFLOW_BIN, *args], env=self.env, cwd=self.home, stdout=fh, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        fh.close()
+        self.procs[name] = proc
+        _LIVE_PROCS.append(proc)
+
+    def start(self, timeout: float = 180.0) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._run_cli(["db", "migrate"], "db-migrate", timeout=timeout)
+        self._spawn("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.port)])
+        for name, args in self.PROCESSES.items():
+            self._spawn(name, args)
+        try:
+            self._wait_healthy(deadline)
+            self._authenticate()
+            self._wait_dag_files_parsed(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - t0
+
+    def _check_alive(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise AirflowStartupError(
+                    f"airflow {name} exited early (rc={p.returncode}).\n{self.log_tails()}"
+                )
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last: Any = None
+        while True:
+            self._check_alive()
+            try:
+                r = self.client.get("/api/v2/monitor/health", timeout=5)
+                last = r.text
+                if r.status_code == 200:
+                    body = r.json()
+                    if all((body.get(c) or {}).get("status") == "healthy" for c in HEALTH_COMPONENTS):
+                        return
+            except httpx.HTTPError as e:
+                last = repr(e)
+            if time.monotonic() > deadline:
+                raise AirflowStartupError(
+                    f"Airflow not healthy before timeout; last health answer: {last}\n{self.log_tails()}"
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def _authenticate(self) -> None:
+        # all_admins: GET /auth/token mints an admin token without credentials.
+        r = self.client.get("/auth/token")
+        r.raise_for_status()
+        self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def dag_files(self) -> list[str]:
+        """DAG files Airflow will parse (same 'safe mode' heuristic: mentions both airflow and dag)."""
+        files = []
+        for f in sorted(self.dags_folder.rglob("*.py")):
+            if any(part.startswith((".", "__")) for part in f.relative_to(self.dags_folder).parts):
+                continue
+            text = f.read_text(errors="replace").lower()
+            if "airflow" in text and "dag" in text:
+                files.append(f.relative_to(self.dags_folder).as_posix())
+        return files
+
+    def _parsed_files(self) -> set[str]:
+        seen: set[str] = set()
+        for d in self._paged("/api/v2/dags", "dags", {"paused": None}):
+            for key in ("relative_fileloc", "fileloc"):
+                if d.get(key):
+                    seen.add(str(d[key]))
+        for e in self._paged("/api/v2/importErrors", "import_errors"):
+            if e.get("filename"):
+                seen.add(str(e["filename"]))
+        return seen
+
+    def _wait_dag_files_parsed(self, deadline: float) -> None:
+        expected = self.dag_files()
+        missing = expected
+        while True:
+            self._check_alive()
+            try:
+                seen = self._parsed_files()
+                missing = [f for f in expected if not any(s == f or s.endswith("/" + f) for s in seen)]
+                if not missing:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AirflowStartupError(f"DAG files never parsed: {missing}\n{self.log_tails()}")
+            time.sleep(POLL_INTERVAL)
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self) -> None:
+        _stop_processes(list(self.procs.values()))
+        self.client.close()
+
+    # ------------------------------------------------------------------ REST helpers
+    def _paged(self, url: str, key: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        offset = 0
+        base = {k: v for k, v in (params or {}).items() if v is not None}
+        while True:
+            r = self.client.get(url, params={**base, "limit": 100, "offset": offset})
+            r.raise_for_status()
+            body = r.json()
+            items = body.get(key, [])
+            yield from items
+            offset += len(items)
+            if not items or offset >= body.get("total_entries", 0):
+                return
+
+    def get_dag(self, dag_id: str) -> dict[str, Any] | None:
+        r = self.client.get(f"/api/v2/dags/{dag_id}")
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        return dict(r.json())
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            dag = self.get_dag(dag_id)
+            if dag is not None:
+                return dag
+            if time.monotonic() > deadline:
+                errors = list(self._paged("/api/v2/importErrors", "import_errors"))
+                raise TimeoutError(f"DAG {dag_id!r} not found after {timeout}s; import errors: {errors}")
+            time.sleep(POLL_INTERVAL)
+
+    def unpause(self, dag_id: str) -> None:
+        r = self.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        r.raise_for_status()
+
+    def trigger_dag(self, dag_id: str, conf: dict[str, Any] | None = None, *, unpause: bool = True,
+                    run_id: str | None = None) -> str:
+        """Trigger a manual run via POST /api/v2/dags/{dag_id}/dagRuns; returns the dag_run_id."""
+        self.wait_for_dag(dag_id)
+        if unpause:
+            self.unpause(dag_id)
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        r = self.client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        if r.status_code >= 400:
+            raise AssertionError(f"trigger {dag_id} failed: {r.status_code} {r.text}")
+        return str(r.json()["dag_run_id"])
+
+    def get_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        r = self.client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        r.raise_for_status()
+        return dict(r.json())
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 120.0,
+                     states: Iterable[str] = TERMINAL_RUN_STATES) -> str:
+        """Poll until the run is in one of ``states`` (default: success/failed); returns the state."""
+        wanted = set(states)
+        deadline = time.monotonic() + timeout
+        state = None
+        while True:
+            state = self.get_run(dag_id, run_id)["state"]
+            if state in wanted:
+                return str(state)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"run {dag_id}/{run_id} still {state!r} after {timeout}s; task instances: "
+                    f"{[(t['task_id'], t['state']) for t in self.task_instances(dag_id, run_id)]}"
+                )
+            time.sleep(POLL_INTERVAL)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return list(self._paged(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", "task_instances"))
+
+    def task_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> dict[str, Any]:
+        url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
+        if map_index >= 0:
+            url += f"/{map_index}"
+        r = self.client.get(url)
+        r.raise_for_status()
+        return dict(r.json())
+
+    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: Iterable[str] | str,
+                            timeout: float = 120.0, map_index: int = -1) -> dict[str, Any]:
+        """Poll until the TI is in one of ``states``; returns the TI dict.
+
+        Fails fast if the TI reaches a terminal state that is not wanted.
+        """
+        wanted = {states} if isinstance(states, str) else set(states)
+        deadline = time.monotonic() + timeout
+        while True:
+            ti = self.task_instance(dag_id, run_id, task_id, map_index)
+            if ti["state"] in wanted:
+                return ti
+            if ti["state"] in TERMINAL_TI_STATES:
+                raise AssertionError(f"task {task_id} ended {ti['state']!r}, wanted {sorted(wanted)}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} still {ti['state']!r} after {timeout}s")
+            time.sleep(POLL_INTERVAL)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1,
+                 map_index: int = -1) -> str:
+        r = self.client.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"map_index": map_index, "full_content": True},
+            headers={"Accept": "text/plain"},
+        )
+        r.raise_for_status()
+        return r.text
+
+    # ------------------------------------------------------------------ debugging
+    def log_tails(self, lines: int = 40) -> str:
+        parts = []
+        for f in sorted(self.log_dir.glob("*.log")):
+            parts.append(f"----- {f.name} (last {lines} lines) -----\n{_tail(f, lines)}")
+        return "\n".join(parts)
+
+    def logs_text(self, include_task_logs: bool = True) -> str:
+        """All process logs (and task log files under AIRFLOW_HOME/logs) concatenated."""
+        files = sorted(self.log_dir.glob("*.log"))
+        if include_task_logs:
+            files += sorted(p for p in (self.home / "logs").rglob("*") if p.is_file())
+        return "\n".join(f"===== {f} =====\n{f.read_text(errors='replace')}" for f in files)
+
+
+# ---------------------------------------------------------------------- pytest plumbing
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Only registered when this conftest is an "initial" conftest (pytest tests/e2e ...);
+    # the env var E2E_AIRFLOW_DAGS_FOLDER works everywhere.
+    with contextlib.suppress(ValueError):
+        parser.addoption("--airflow-dags-folder", default=None, help="DAGs folder for the e2e deployment")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: end-to-end test against a real Airflow deployment")
+
+
+@pytest.fixture(scope="session")
+def airflow_dags_folder(pytestconfig: pytest.Config) -> Path:
+    opt = pytestconfig.getoption("--airflow-dags-folder", default=None)
+    return Path(opt or os.environ.get("E2E_AIRFLOW_DAGS_FOLDER") or DEFAULT_DAGS_FOLDER).resolve()
+
+
+@pytest.fixture(scope="session")
+def airflow_extra_env() -> dict[str, str]:
+    return {}
+
+
+@pytest.fixture(scope="session")
+def airflow_deployment(airflow_dags_folder: Path, airflow_extra_env: dict[str, str]) -> Iterator[AirflowDeployment]:
+    home = Path(tempfile.mkdtemp(prefix="airflow-e2e-"))
+    dep = AirflowDeployment(home, airflow_dags_folder, airflow_extra_env)
+    try:
+        dep.start(timeout=float(os.environ.get("E2E_AIRFLOW_STARTUP_TIMEOUT", "180")))
+        print(f"\n[e2e] Airflow deployment ready at {dep.api_url} in {dep.startup_seconds:.1f}s (home={home})")
+        yield dep
+    finally:
+        dep.stop()
+        if os.environ.get("E2E_AIRFLOW_KEEP_HOME") == "1":
+            print(f"\n[e2e] kept AIRFLOW_HOME {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure of a test using the deployment, attach the process log tails to the report."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and "airflow_deployment" in getattr(item, "fixturenames", ()):
+        dep = getattr(item, "funcargs", {}).get("airflow_deployment")
+        if isinstance(dep, AirflowDeployment):
+            rep.sections.append(("airflow process logs (tails)", dep.log_tails(80)))

@@ -1,0 +1,62 @@
+"""Smoke test of the e2e harness: a real deferrable task runs through scheduler, worker and triggerer."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "e2e_harness_smoke"
+
+# The trigger waits >= 8 s: a trigger firing within seconds of deferral can hit the scheduler
+# "state mismatch" race of Airflow 3.3 (apache/airflow#72716) and fail the task.
+SMOKE_DAG = textwrap.dedent(
+    f'''
+    from datetime import datetime, timedelta
+
+    from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
+    from airflow.sdk import DAG
+
+    with DAG(dag_id="{DAG_ID}", schedule=None, start_date=datetime(2024, 1, 1), catchup=False):
+        TimeDeltaSensor(task_id="wait", delta=timedelta(seconds=10), deferrable=True)
+    '''
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_dags_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("smoke_dags")
+    (folder / "smoke_dag.py").write_text(SMOKE_DAG)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def airflow_extra_env() -> dict[str, str]:
+    return {"AIRFLOW_CONN_E2E_SMOKE": '{"conn_type": "http", "host": "127.0.0.1"}'}
+
+
+def test_health(airflow_deployment):
+    health = airflow_deployment.client.get("/api/v2/monitor/health").json()
+    for component in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
+        assert health[component]["status"] == "healthy", health
+    assert airflow_deployment.env["AIRFLOW_CONN_E2E_SMOKE"]
+    assert airflow_deployment.api_url.startswith("http://127.0.0.1:")
+
+
+def test_deferrable_task_runs_through_triggerer(airflow_deployment):
+    t0 = time.monotonic()
+    run_id = airflow_deployment.trigger_dag(DAG_ID, conf={"smoke": True})
+
+    ti = airflow_deployment.wait_for_task_state(DAG_ID, run_id, "wait", {"deferred"}, timeout=60)
+    assert ti["state"] == "deferred"
+
+    state = airflow_deployment.wait_for_run(DAG_ID, run_id, timeout=90)
+    tis = airflow_deployment.task_instances(DAG_ID, run_id)
+    assert state == "success", (tis, airflow_deployment.log_tails())
+    assert [(t["task_id"], t["state"]) for t in tis] == [("wait", "success")]
+    assert "trigger" in airflow_deployment.logs_text(include_task_logs=False).lower()
+    print(f"\n[e2e] smoke run took {time.monotonic() - t0:.1f}s")
