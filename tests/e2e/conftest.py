@@ -20,7 +20,9 @@ Override points (session-scoped fixtures, override them in a test module or a co
   start (e.g. ``AIRFLOW_CONN_...`` connections, ``AIRFLOW__SECTION__KEY`` config overrides).
 
 Env knobs: ``E2E_AIRFLOW_STARTUP_TIMEOUT`` (seconds, default 180), ``E2E_AIRFLOW_KEEP_HOME=1`` keeps the
-temporary AIRFLOW_HOME (logs!) after the session.
+temporary AIRFLOW_HOME (logs!) after the session, ``E2E_AIRFLOW_PYCACHE=0`` disables the shared bytecode
+cache (``PYTHONPYCACHEPREFIX``, default ``$TMPDIR/airflow-e2e-pycache-<uid>``, or
+``E2E_AIRFLOW_PYCACHE_DIR``) used by the Airflow child processes.
 """
 
 from __future__ import annotations
@@ -128,6 +130,14 @@ class AirflowDeployment:
         # Hermetic: drop any AIRFLOW* from the caller's environment.
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         pythonpath = [str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+        if os.environ.get("E2E_AIRFLOW_PYCACHE", "1") != "0":
+            # Venvs built by uv (and PYTHONDONTWRITEBYTECODE=1) have no .pyc files: every airflow
+            # process would then re-compile all of airflow (~3x slower startup). Let the child
+            # processes write bytecode to a shared cache outside the venv/repo instead.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = os.environ.get("E2E_AIRFLOW_PYCACHE_DIR") or str(
+                Path(tempfile.gettempdir()) / f"airflow-e2e-pycache-{os.getuid()}"
+            )
         env.update(
             {
                 "PYTHONPATH": os.pathsep.join(pythonpath),
@@ -167,6 +177,9 @@ class AirflowDeployment:
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                 "AIRFLOW__SCHEDULER__TRIGGER_TIMEOUT_CHECK_INTERVAL": "5",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                # Log servers of scheduler/triggerer default to fixed ports 8793/8794: avoid clashes.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             }
         )
