@@ -1,0 +1,96 @@
+"""Command line: ``airflow-video-edit serve ...`` runs the bundled local Videos server.
+
+Importing this module is cheap: Starlette, uvicorn and PyAV are imported inside the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+API_KEY_ENV = "VIDEOS_SERVER_API_KEY"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airflow-video-edit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the local OpenAI-compatible Videos server",
+        description="Run the local OpenAI-compatible Videos server (base URL http://HOST:PORT/v1).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8787, help="port to listen on (default 8787)")
+    serve.add_argument("--data-dir", help="persist jobs and media here (default: in memory)")
+    serve.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"the accepted API key (default ${API_KEY_ENV}; unset: any key is accepted)",
+    )
+    serve.add_argument("--job-seconds", type=float, default=3.0, help="time from create to completed (3.0)")
+    serve.add_argument("--poll-after-ms", type=int, default=1000, help="openai-poll-after-ms header (1000)")
+    serve.add_argument("--faults", help="JSON or YAML file of run-wide fault rules")
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="a run-wide fault rule, e.g. 'GET /v1/videos/{id} status=503;times=2' (repeatable)",
+    )
+    serve.add_argument("--max-upload-bytes", type=int, default=2 * 1024**3, help="request body limit (2 GiB)")
+    serve.add_argument("--asset-ttl", type=float, default=3600.0, help="seconds assets stay downloadable")
+    serve.add_argument("--no-access-log", action="store_true", help="no per-request log line")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the server until interrupted."""
+    import uvicorn
+
+    from airflow_video_edit.server.app import create_app
+    from airflow_video_edit.server.faults import load_rules, parse_rules
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    rules = (load_rules(args.faults) if args.faults else []) + parse_rules(args.fault)
+    app = create_app(
+        api_key=args.api_key or None,
+        job_seconds=args.job_seconds,
+        poll_after_ms=args.poll_after_ms,
+        data_dir=args.data_dir,
+        max_upload_bytes=args.max_upload_bytes,
+        asset_ttl=args.asset_ttl,
+        access_log=not args.no_access_log,
+    )
+    app.faults.set_rules(rules)
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=False,
+            lifespan="off",
+            log_config=None,
+        )
+    finally:
+        app.store.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``airflow-video-edit`` script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
