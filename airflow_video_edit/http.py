@@ -473,11 +473,12 @@ def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def error_from_response(response: httpx.Response) -> APIStatusError:
+def error_from_response(response: httpx.Response, *, secret: str | None = None) -> APIStatusError:
     """Map an error reply to an exception. The body must have been read.
 
     Understands OpenAI's ``{"error": {...}}``, ``{"error": "text"}``, problem+json
-    (``title``/``detail``), ``{"message": ...}``, plain text and an empty body.
+    (``title``/``detail``), ``{"message": ...}``, plain text and an empty body. ``secret`` (the API
+    key) is masked in the message: some gateways echo the key they rejected.
     """
     status = response.status_code
     message, code, param, error_type = "", None, None, None
@@ -498,6 +499,8 @@ def error_from_response(response: httpx.Response) -> APIStatusError:
     elif response.content:
         message = response.content.decode("utf-8", "replace")
     reason = response.reason_phrase or "error"
+    if secret:
+        message = message.replace(secret, "***")
     text = _short(message) if message else f"HTTP {status} {reason}"
     return error_class_for_status(status)(
         text,
@@ -672,7 +675,7 @@ class VideosClient:
                 except httpx.TransportError as exc:
                     raise error_from_transport(exc) from None
             if response.is_error:
-                raise error_from_response(response)
+                raise error_from_response(response, secret=self.settings.api_key)
             yield response
         finally:
             response.close()
@@ -761,7 +764,7 @@ class AsyncVideosClient:
             except httpx.TransportError as exc:
                 raise error_from_transport(exc) from None
         if response.is_error:
-            raise error_from_response(response)
+            raise error_from_response(response, secret=self.settings.api_key)
         return response
 
     async def request(self, call: Call[T]) -> T:
