@@ -1,0 +1,54 @@
+"""Helpers shared by the local-server integration tests (no tests in here)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+API_KEY = "sk-test-integration"
+JOB_SECONDS = 0.5
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def wait_for_video(client: Any, video_id: str, timeout: float = 20.0) -> Any:
+    """Poll ``client.videos.retrieve`` until the job is terminal; return the video."""
+    return wait_until(
+        lambda: (v := client.videos.retrieve(video_id)).status in ("completed", "failed") and v,
+        timeout,
+    )
+
+
+def probe_mp4(path: Path) -> tuple[int, int, float]:
+    """(width, height, duration s) of an MP4, read back with PyAV."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        assert frames > 0
+        duration = float(stream.duration * stream.time_base) if stream.duration else container.duration / 1e6
+        return stream.codec_context.width, stream.codec_context.height, duration
+
+
+def decode_image(data: bytes, tmp_path: Path, name: str) -> tuple[int, int]:
+    """Decode an image (webp/jpeg) with PyAV; return (width, height)."""
+    import av
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return frame.width, frame.height
