@@ -121,6 +121,7 @@ class AirflowDeployment:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.client: httpx.Client = httpx.Client(base_url=self.api_url, timeout=30.0)
         self.startup_seconds: float | None = None
+        self.startup_phases: dict[str, float] = {}  # phase -> seconds since start() began
         self.env: dict[str, str] = self._base_env()
         if extra_env:
             self.env.update({str(k): str(v) for k, v in extra_env.items()})
@@ -188,8 +189,12 @@ class AirflowDeployment:
     def _run_cli(self, args: list[str], name: str, timeout: float) -> None:
         log = self.log_dir / f"{name}.log"
         with log.open("ab") as fh:
-            rc = subprocess.run(  # noqa: PLW1510
-                [AIRFLOW_BIN, *args], env=self.env, cwd=self.home, stdout=fh, stderr=subprocess.STDOUT,
+            rc = subprocess.run(
+                [AIRFLOW_BIN, *args],
+                env=self.env,
+                cwd=self.home,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
                 timeout=timeout,
             ).returncode
         if rc != 0:
@@ -198,8 +203,13 @@ class AirflowDeployment:
     def _spawn(self, name: str, args: list[str]) -> None:
         fh = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [AIRFLOW_BIN, *args], env=self.env, cwd=self.home, stdout=fh, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [AIRFLOW_BIN, *args],
+            env=self.env,
+            cwd=self.home,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         fh.close()
         self.procs[name] = proc
@@ -210,14 +220,19 @@ class AirflowDeployment:
         deadline = t0 + timeout
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        # (The api-server refuses to start before the schema exists: "Database migration required".)
         self._run_cli(["db", "migrate"], "db-migrate", timeout=timeout)
+        self.startup_phases["db_migrate"] = time.monotonic() - t0
+        # The api-server is the slowest to boot (~15 s of imports + FastAPI app creation): spawn it first.
         self._spawn("api-server", ["api-server", "--host", "127.0.0.1", "--port", str(self.port)])
         for name, args in self.PROCESSES.items():
             self._spawn(name, args)
         try:
             self._wait_healthy(deadline)
+            self.startup_phases["healthy"] = time.monotonic() - t0
             self._authenticate()
             self._wait_dag_files_parsed(deadline)
+            self.startup_phases["dags_parsed"] = time.monotonic() - t0
         except BaseException:
             self.stop()
             raise
@@ -334,8 +349,14 @@ class AirflowDeployment:
         r = self.client.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False})
         r.raise_for_status()
 
-    def trigger_dag(self, dag_id: str, conf: dict[str, Any] | None = None, *, unpause: bool = True,
-                    run_id: str | None = None) -> str:
+    def trigger_dag(
+        self,
+        dag_id: str,
+        conf: dict[str, Any] | None = None,
+        *,
+        unpause: bool = True,
+        run_id: str | None = None,
+    ) -> str:
         """Trigger a manual run via POST /api/v2/dags/{dag_id}/dagRuns; returns the dag_run_id."""
         self.wait_for_dag(dag_id)
         if unpause:
@@ -353,8 +374,9 @@ class AirflowDeployment:
         r.raise_for_status()
         return dict(r.json())
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 120.0,
-                     states: Iterable[str] = TERMINAL_RUN_STATES) -> str:
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout: float = 120.0, states: Iterable[str] = TERMINAL_RUN_STATES
+    ) -> str:
         """Poll until the run is in one of ``states`` (default: success/failed); returns the state."""
         wanted = set(states)
         deadline = time.monotonic() + timeout
@@ -381,8 +403,15 @@ class AirflowDeployment:
         r.raise_for_status()
         return dict(r.json())
 
-    def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: Iterable[str] | str,
-                            timeout: float = 120.0, map_index: int = -1) -> dict[str, Any]:
+    def wait_for_task_state(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        states: Iterable[str] | str,
+        timeout: float = 120.0,
+        map_index: int = -1,
+    ) -> dict[str, Any]:
         """Poll until the TI is in one of ``states``; returns the TI dict.
 
         Fails fast if the TI reaches a terminal state that is not wanted.
@@ -399,8 +428,20 @@ class AirflowDeployment:
                 raise TimeoutError(f"task {task_id} still {ti['state']!r} after {timeout}s")
             time.sleep(POLL_INTERVAL)
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1,
-                 map_index: int = -1) -> str:
+    def xcom(
+        self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1
+    ) -> Any:
+        """Deserialized XCom value (GET .../xcomEntries/{key}?deserialize=true)."""
+        r = self.client.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+            params={"map_index": map_index, "deserialize": True, "stringify": False},
+        )
+        r.raise_for_status()
+        return r.json()["value"]
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> str:
         r = self.client.get(
             f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"map_index": map_index, "full_content": True},
@@ -448,12 +489,17 @@ def airflow_extra_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def airflow_deployment(airflow_dags_folder: Path, airflow_extra_env: dict[str, str]) -> Iterator[AirflowDeployment]:
+def airflow_deployment(
+    airflow_dags_folder: Path, airflow_extra_env: dict[str, str]
+) -> Iterator[AirflowDeployment]:
     home = Path(tempfile.mkdtemp(prefix="airflow-e2e-"))
     dep = AirflowDeployment(home, airflow_dags_folder, airflow_extra_env)
     try:
         dep.start(timeout=float(os.environ.get("E2E_AIRFLOW_STARTUP_TIMEOUT", "180")))
-        print(f"\n[e2e] Airflow deployment ready at {dep.api_url} in {dep.startup_seconds:.1f}s (home={home})")
+        print(
+            f"\n[e2e] Airflow deployment ready at {dep.api_url} in {dep.startup_seconds:.1f}s "
+            f"{ {k: round(v, 1) for k, v in dep.startup_phases.items()} } (home={home})"
+        )
         yield dep
     finally:
         dep.stop()

@@ -12,17 +12,29 @@ pytestmark = pytest.mark.e2e
 
 DAG_ID = "e2e_harness_smoke"
 
-# The trigger waits >= 8 s: a trigger firing within seconds of deferral can hit the scheduler
-# "state mismatch" race of Airflow 3.3 (apache/airflow#72716) and fail the task.
+# A minimal deferrable operator on the standard TimeDeltaTrigger: it *always* defers (unlike
+# TimeDeltaSensor, whose target is run_after + delta and may already be past when a cold worker starts
+# the task, so it would succeed without deferring). The trigger waits 10 s (>= 8 s): a trigger firing
+# within seconds of deferral can hit the scheduler "state mismatch" race of Airflow 3.3
+# (apache/airflow#72716) and fail the task.
 SMOKE_DAG = textwrap.dedent(
     f'''
     from datetime import datetime, timedelta
 
-    from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
-    from airflow.sdk import DAG
+    from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+    from airflow.sdk import DAG, BaseOperator
+
+
+    class WaitDeferred(BaseOperator):
+        def execute(self, context):
+            self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=10)), method_name="execute_complete")
+
+        def execute_complete(self, context, event=None):
+            return "resumed"
+
 
     with DAG(dag_id="{DAG_ID}", schedule=None, start_date=datetime(2024, 1, 1), catchup=False):
-        TimeDeltaSensor(task_id="wait", delta=timedelta(seconds=10), deferrable=True)
+        WaitDeferred(task_id="wait")
     '''
 )
 
@@ -58,5 +70,7 @@ def test_deferrable_task_runs_through_triggerer(airflow_deployment):
     tis = airflow_deployment.task_instances(DAG_ID, run_id)
     assert state == "success", (tis, airflow_deployment.log_tails())
     assert [(t["task_id"], t["state"]) for t in tis] == [("wait", "success")]
-    assert "trigger" in airflow_deployment.logs_text(include_task_logs=False).lower()
+    assert tis[0]["try_number"] == 1
+    assert airflow_deployment.xcom(DAG_ID, run_id, "wait") == "resumed"
+    assert "Trigger fired event" in airflow_deployment.logs_text()  # trigger logs are task log files
     print(f"\n[e2e] smoke run took {time.monotonic() - t0:.1f}s")
