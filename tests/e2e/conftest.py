@@ -19,6 +19,11 @@ Override points (session-scoped fixtures, override them in a test module or a co
 * ``airflow_extra_env`` -> dict[str, str], merged into the process environment before the processes
   start (e.g. ``AIRFLOW_CONN_...`` connections, ``AIRFLOW__SECTION__KEY`` config overrides).
 
+The deployment is started ONCE per session, so override these in one place for all e2e tests (a guard
+fails tests whose overrides disagree with the running deployment). DAG files a single test needs go
+through ``airflow_deployment.add_dag_file(name, source)``: a second LocalDagBundle (``e2e-extra-dags``)
+served from ``<home>/e2e-extra-dags``, parsed within a few seconds, no restart needed.
+
 Env knobs: ``E2E_AIRFLOW_STARTUP_TIMEOUT`` (seconds, default 180), ``E2E_AIRFLOW_KEEP_HOME=1`` keeps the
 temporary AIRFLOW_HOME (logs!) after the session, ``E2E_AIRFLOW_PYCACHE=0`` disables the shared bytecode
 cache (``PYTHONPYCACHEPREFIX``, default ``$TMPDIR/airflow-e2e-pycache-<uid>``, or
@@ -30,6 +35,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -54,6 +60,9 @@ TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 TERMINAL_TI_STATES = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 POLL_INTERVAL = 0.25
+MAIN_BUNDLE = "dags-folder"  # the configurable DAGs folder (AIRFLOW__CORE__DAGS_FOLDER)
+EXTRA_BUNDLE = "e2e-extra-dags"  # <home>/e2e-extra-dags, filled at runtime by add_dag_file()
+LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 # Processes started in this interpreter, so that an abnormal exit still kills them.
 _LIVE_PROCS: list[subprocess.Popen[bytes]] = []
@@ -114,7 +123,9 @@ class AirflowDeployment:
 
     def __init__(self, home: Path, dags_folder: Path, extra_env: Mapping[str, str] | None = None) -> None:
         self.home = Path(home)
-        self.dags_folder = Path(dags_folder)
+        self.dags_folder = Path(dags_folder).resolve()
+        # Second LocalDagBundle, for DAG files that tests add at runtime (``add_dag_file``).
+        self.extra_dags_folder = self.home / "e2e-extra-dags"
         self.port = _free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
         self.log_dir = self.home / "e2e-process-logs"
@@ -145,6 +156,16 @@ class AirflowDeployment:
                 "PYTHONUNBUFFERED": "1",
                 "AIRFLOW_HOME": str(self.home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+                    [
+                        {"name": MAIN_BUNDLE, "classpath": LOCAL_BUNDLE, "kwargs": {}},
+                        {
+                            "name": EXTRA_BUNDLE,
+                            "classpath": LOCAL_BUNDLE,
+                            "kwargs": {"path": str(self.extra_dags_folder)},
+                        },
+                    ]
+                ),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 # Few concurrent SQLite writers, and only 2 cores in CI.
@@ -220,6 +241,7 @@ class AirflowDeployment:
         deadline = t0 + timeout
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_dags_folder.mkdir(parents=True, exist_ok=True)
         # (The api-server refuses to start before the schema exists: "Database migration required".)
         self._run_cli(["db", "migrate"], "db-migrate", timeout=timeout)
         self.startup_phases["db_migrate"] = time.monotonic() - t0
@@ -231,7 +253,7 @@ class AirflowDeployment:
             self._wait_healthy(deadline)
             self.startup_phases["healthy"] = time.monotonic() - t0
             self._authenticate()
-            self._wait_dag_files_parsed(deadline)
+            self._wait_files_parsed(self.dag_files(), deadline)
             self.startup_phases["dags_parsed"] = time.monotonic() - t0
         except BaseException:
             self.stop()
@@ -270,36 +292,52 @@ class AirflowDeployment:
         r.raise_for_status()
         self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
 
-    def dag_files(self) -> list[str]:
-        """DAG files Airflow will parse (same 'safe mode' heuristic: mentions both airflow and dag)."""
+    @staticmethod
+    def _dag_files_in(folder: Path) -> list[str]:
+        """DAG files Airflow will parse (its 'safe mode' heuristic: mentions both airflow and dag)."""
         files = []
-        for f in sorted(self.dags_folder.rglob("*.py")):
-            if any(part.startswith((".", "__")) for part in f.relative_to(self.dags_folder).parts):
+        for f in sorted(folder.rglob("*.py")):
+            if any(part.startswith((".", "__")) for part in f.relative_to(folder).parts):
                 continue
             text = f.read_text(errors="replace").lower()
             if "airflow" in text and "dag" in text:
-                files.append(f.relative_to(self.dags_folder).as_posix())
+                files.append(f.relative_to(folder).as_posix())
         return files
 
-    def _parsed_files(self) -> set[str]:
-        seen: set[str] = set()
-        for d in self._paged("/api/v2/dags", "dags", {"paused": None}):
-            for key in ("relative_fileloc", "fileloc"):
-                if d.get(key):
-                    seen.add(str(d[key]))
-        for e in self._paged("/api/v2/importErrors", "import_errors"):
-            if e.get("filename"):
-                seen.add(str(e["filename"]))
+    def dag_files(self) -> list[tuple[str, str]]:
+        """(bundle name, relative path) of every DAG file in both bundles."""
+        return [(MAIN_BUNDLE, f) for f in self._dag_files_in(self.dags_folder)] + [
+            (EXTRA_BUNDLE, f) for f in self._dag_files_in(self.extra_dags_folder)
+        ]
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return list(self._paged("/api/v2/importErrors", "import_errors"))
+
+    def _parsed_files(self) -> set[tuple[str, str]]:
+        roots = {MAIN_BUNDLE: self.dags_folder, EXTRA_BUNDLE: self.extra_dags_folder}
+
+        def key(bundle: str | None, path: str) -> tuple[str, str]:
+            bundle = bundle or MAIN_BUNDLE
+            root = roots.get(bundle)
+            if root is not None and os.path.isabs(path):
+                with contextlib.suppress(ValueError):
+                    path = Path(path).relative_to(root).as_posix()
+            return (bundle, path)
+
+        seen: set[tuple[str, str]] = set()
+        for d in self._paged("/api/v2/dags", "dags"):
+            seen.add(key(d.get("bundle_name"), d.get("relative_fileloc") or d["fileloc"]))
+        for e in self.import_errors():
+            seen.add(key(e.get("bundle_name"), e["filename"]))
         return seen
 
-    def _wait_dag_files_parsed(self, deadline: float) -> None:
-        expected = self.dag_files()
+    def _wait_files_parsed(self, expected: list[tuple[str, str]], deadline: float) -> None:
         missing = expected
         while True:
             self._check_alive()
             try:
                 seen = self._parsed_files()
-                missing = [f for f in expected if not any(s == f or s.endswith("/" + f) for s in seen)]
+                missing = [f for f in expected if f not in seen]
                 if not missing:
                     return
             except httpx.HTTPError:
@@ -307,6 +345,22 @@ class AirflowDeployment:
             if time.monotonic() > deadline:
                 raise AirflowStartupError(f"DAG files never parsed: {missing}\n{self.log_tails()}")
             time.sleep(POLL_INTERVAL)
+
+    def add_dag_file(self, filename: str, source: str, timeout: float = 60.0) -> None:
+        """Drop a DAG file into the extra bundle of the *running* deployment and wait until it is parsed.
+
+        Raises if the file produced an import error (with Airflow's stack trace).
+        """
+        target = self.extra_dags_folder / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(source)
+        tmp.replace(target)  # atomic: the dag-processor never sees a half-written file
+        rel = target.relative_to(self.extra_dags_folder).as_posix()
+        self._wait_files_parsed([(EXTRA_BUNDLE, rel)], time.monotonic() + timeout)
+        for e in self.import_errors():
+            if (e.get("bundle_name"), e["filename"]) in {(EXTRA_BUNDLE, rel), (EXTRA_BUNDLE, str(target))}:
+                raise AssertionError(f"import error in {filename}:\n{e.get('stack_trace')}")
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
@@ -507,6 +561,29 @@ def airflow_deployment(
             print(f"\n[e2e] kept AIRFLOW_HOME {home}")
         else:
             shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _airflow_deployment_config_guard(request: pytest.FixtureRequest) -> None:
+    """Fail loudly if a module overrides the config of an already running (session) deployment.
+
+    ``airflow_deployment`` is created once per session with the ``airflow_dags_folder`` /
+    ``airflow_extra_env`` seen by the first test using it; a later module overriding them differently
+    would otherwise silently run against the wrong deployment.
+    """
+    if "airflow_deployment" not in request.fixturenames:
+        return
+    dep = request.getfixturevalue("airflow_deployment")
+    folder = Path(request.getfixturevalue("airflow_dags_folder")).resolve()
+    extra = request.getfixturevalue("airflow_extra_env")
+    wrong_env = sorted(k for k, v in extra.items() if dep.env.get(k) != str(v))
+    if folder != dep.dags_folder or wrong_env:
+        pytest.fail(
+            f"airflow_deployment was started with dags folder {dep.dags_folder} but this test wants "
+            f"{folder} (differing env: {wrong_env}). Override airflow_dags_folder/airflow_extra_env in ONE "
+            "place for the whole e2e session (e.g. a conftest.py), or use add_dag_file() for extra DAGs.",
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)

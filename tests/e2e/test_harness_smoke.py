@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -39,27 +38,19 @@ SMOKE_DAG = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="session")
-def airflow_dags_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("smoke_dags")
-    (folder / "smoke_dag.py").write_text(SMOKE_DAG)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def airflow_extra_env() -> dict[str, str]:
-    return {"AIRFLOW_CONN_E2E_SMOKE": '{"conn_type": "http", "host": "127.0.0.1"}'}
-
-
 def test_health(airflow_deployment):
     health = airflow_deployment.client.get("/api/v2/monitor/health").json()
     for component in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
         assert health[component]["status"] == "healthy", health
-    assert airflow_deployment.env["AIRFLOW_CONN_E2E_SMOKE"]
+    assert airflow_deployment.env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(
+        airflow_deployment.api_url
+    )
     assert airflow_deployment.api_url.startswith("http://127.0.0.1:")
 
 
 def test_deferrable_task_runs_through_triggerer(airflow_deployment):
+    # A DAG of its own, added to the running deployment (extra bundle): no dags-folder override needed.
+    airflow_deployment.add_dag_file("smoke_dag.py", SMOKE_DAG)
     t0 = time.monotonic()
     run_id = airflow_deployment.trigger_dag(DAG_ID, conf={"smoke": True})
 
