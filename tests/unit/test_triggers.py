@@ -1,0 +1,512 @@
+"""VideoJobTrigger against the bundled local server: serialization, every event, deadlines, on_kill.
+
+Jobs are put straight into the server's store with a chosen start time and duration, so a test
+decides whether a job is queued, in progress, completed or failed when the trigger looks. The
+trigger's ``asyncio.sleep`` is replaced by a recorder where a test needs the requested waits;
+the recorder can move the job's clock forward, so no test waits for wall time to pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_video_edit import http
+from airflow_video_edit.errors import NotFoundError
+from airflow_video_edit.server import LocalVideosServer
+from airflow_video_edit.triggers import VideoJobTrigger
+
+KEY = "sk-unit-TRIGGER-7c1e5a9b3d2f"
+CONN_ID = "openai_videos_default"
+_real_sleep = asyncio.sleep
+
+
+@pytest.fixture
+def server() -> Iterator[LocalVideosServer]:
+    with LocalVideosServer(api_key=KEY, job_seconds=1.0, poll_after_ms=0, access_log=False) as srv:
+        yield srv
+
+
+def set_conn(monkeypatch: pytest.MonkeyPatch, url: str, password: str = KEY, **extra: Any) -> None:
+    conn = {"conn_type": "openai_videos", "host": url, "password": password, "extra": extra}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+
+
+@pytest.fixture
+def conn(server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch) -> LocalVideosServer:
+    set_conn(monkeypatch, server.url)
+    return server
+
+
+def add_job(
+    server: LocalVideosServer, *, started_ago: float = 0.0, duration: float = 1000.0, **extra: Any
+) -> str:
+    """A job in the server's store: started ``started_ago`` s ago, done after ``duration`` s."""
+    job = server.store.create(
+        "edit",
+        model="sora-2",
+        prompt="make it blue",
+        size="720x1280",
+        seconds="4",
+        created_at=time.time() - started_ago,
+        duration=duration,
+        **extra,
+    )
+    return job.id
+
+
+def finish(server: LocalVideosServer, video_id: str) -> None:
+    """Move the job's clock past its end: the next GET sees it terminal."""
+    server.store.jobs[video_id].created_at -= 1e6
+
+
+def gets(server: LocalVideosServer, status: int = 200) -> int:
+    return int(server.stats()["requests"].get("GET /v1/videos/{video_id}", {}).get(str(status), 0))
+
+
+class Sleeps:
+    """Stands in for ``asyncio.sleep`` in the trigger: records waits, optionally acts, returns.
+
+    ``asyncio`` is one module: the patch reaches every caller (the server thread's loop too), so
+    only the trigger's own waits are recorded; any other caller really sleeps.
+    """
+
+    def __init__(self, on_sleep: Callable[[int], None] | None = None, really: bool = False) -> None:
+        self.waits: list[float] = []
+        self.on_sleep = on_sleep
+        self.really = really
+
+    async def __call__(self, seconds: float, result: Any = None) -> Any:
+        if sys._getframe(1).f_globals.get("__name__") != "airflow_video_edit.triggers":
+            return await _real_sleep(seconds, result)
+        self.waits.append(seconds)
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.waits))
+        if self.really:
+            await _real_sleep(seconds)
+        else:
+            await _real_sleep(0)
+
+
+def patch_sleep(monkeypatch: pytest.MonkeyPatch, sleeps: Sleeps) -> Sleeps:
+    monkeypatch.setattr("airflow_video_edit.triggers.asyncio.sleep", sleeps)
+    return sleeps
+
+
+async def events_of(trigger: VideoJobTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+# --- serialization ---------------------------------------------------------------------------
+async def test_serialize_round_trip_holds_ids_and_deadline_only(conn: LocalVideosServer) -> None:
+    video_id = add_job(conn, duration=0.0)
+    trigger = VideoJobTrigger(video_id=video_id, conn_id=CONN_ID, poll_interval=3, deadline=1.9e9)
+    classpath, kwargs = trigger.serialize()
+    assert set(kwargs) == {"video_id", "conn_id", "poll_interval", "deadline"}
+    assert kwargs == {"video_id": video_id, "conn_id": CONN_ID, "poll_interval": 3.0, "deadline": 1.9e9}
+
+    module_name, _, class_name = classpath.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    assert cls is VideoJobTrigger
+    rebuilt = cls(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+
+    events = await events_of(rebuilt)
+    assert [e["event"] for e in events] == ["completed"]
+    for text in (repr(trigger), repr(rebuilt), json.dumps(kwargs), json.dumps(events)):
+        assert KEY not in text
+
+
+# --- every event kind ------------------------------------------------------------------------
+async def test_completed_event_carries_the_job(conn: LocalVideosServer) -> None:
+    video_id = add_job(conn, started_ago=500.0, duration=100.0)
+    events = await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01))
+    assert len(events) == 1
+    event = events[0]
+    assert event["event"] == "completed"
+    assert event["video_id"] == video_id
+    assert event["video"]["id"] == video_id
+    assert event["video"]["status"] == "completed"
+    assert event["video"]["progress"] == 100
+    assert event["video"]["size"] == "720x1280"
+    assert event["video"]["seconds"] == "4"
+
+
+async def test_failed_event_has_code_and_message_of_the_job_error(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video_id = add_job(
+        conn,
+        started_ago=5.0,
+        duration=10.0,
+        fail_code="moderation_blocked",
+        fail_message="Your request was blocked by our moderation system.",
+    )
+    sleeps = patch_sleep(monkeypatch, Sleeps(on_sleep=lambda n: finish(conn, video_id)))
+    events = await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.5))
+    assert len(events) == 1
+    assert events[0]["event"] == "failed"
+    assert events[0]["code"] == "moderation_blocked"
+    assert events[0]["message"] == "Your request was blocked by our moderation system."
+    assert events[0]["video"]["status"] == "failed"
+    assert sleeps.waits == [0.5]  # polled while running, then once more: failed
+
+
+async def test_timeout_event_while_in_progress(conn: LocalVideosServer) -> None:
+    video_id = add_job(conn, started_ago=500.0, duration=1000.0)
+    started = time.monotonic()
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=0.1, deadline=time.time() + 0.35)
+    events = await events_of(trigger)
+    assert time.monotonic() - started < 5
+    assert len(events) == 1
+    event = events[0]
+    assert event["event"] == "timeout"
+    assert event["video_id"] == video_id
+    assert video_id in event["message"]
+    assert "may still be running" in event["message"]
+    assert "in_progress" in event["message"]
+    assert gets(conn) >= 2
+    assert conn.store.get(video_id) is not None  # a timeout cancels nothing
+
+
+async def test_error_event_for_an_unknown_id(conn: LocalVideosServer) -> None:
+    events = await events_of(VideoJobTrigger("video_doesnotexist", CONN_ID, poll_interval=0.01))
+    assert len(events) == 1
+    assert events[0]["event"] == "error"
+    assert events[0]["http_status"] == 404
+    assert events[0]["video_id"] == "video_doesnotexist"
+    assert events[0]["message"]
+
+
+async def test_error_event_for_a_wrong_key(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "sk-unit-WRONG-KEY-55aa66bb77cc"
+    set_conn(monkeypatch, server.url, password=wrong)
+    video_id = add_job(server)
+    events = await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01))
+    assert len(events) == 1
+    assert events[0]["event"] == "error"
+    assert events[0]["http_status"] == 401
+    assert wrong not in json.dumps(events)
+    assert KEY not in json.dumps(events)
+    assert gets(server, 401) == 1  # not retried
+
+
+async def test_error_event_when_the_retry_budget_is_spent(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_conn(monkeypatch, server.url, max_retries=1, max_retry_seconds=5)
+    retry_waits: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        retry_waits.append(seconds)
+
+    shared = http.shared_async_client
+
+    def instant_retries(settings: http.ClientSettings) -> http.AsyncVideosClient:
+        client = shared(settings)
+        client._sleep = no_wait
+        return client
+
+    monkeypatch.setattr(http, "shared_async_client", instant_retries)
+    server.set_faults(["GET /v1/videos/{id} status=503"])
+    video_id = add_job(server)
+    events = await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01))
+    assert len(events) == 1
+    assert events[0]["event"] == "error"
+    assert events[0]["http_status"] == 503
+    assert gets(server, 503) == 2  # one try plus max_retries=1
+    assert len(retry_waits) == 1
+
+
+# --- deadlines --------------------------------------------------------------------------------
+async def test_a_recreated_trigger_past_its_deadline_polls_once_and_times_out(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video_id = add_job(conn, started_ago=500.0, duration=1000.0)
+    original = VideoJobTrigger(video_id, CONN_ID, poll_interval=60.0, deadline=time.time() - 1)
+    _classpath, kwargs = original.serialize()
+    sleeps = patch_sleep(monkeypatch, Sleeps())
+    events = await events_of(VideoJobTrigger(**kwargs))
+    assert [e["event"] for e in events] == ["timeout"]
+    assert sleeps.waits == []  # no poll interval waited
+    assert gets(conn) == 1
+
+
+async def test_a_near_deadline_caps_the_wait(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video_id = add_job(conn, started_ago=500.0, duration=1000.0)
+    sleeps = patch_sleep(monkeypatch, Sleeps(really=True))
+    started = time.monotonic()
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=60.0, deadline=time.time() + 0.3)
+    events = await events_of(trigger)
+    assert [e["event"] for e in events] == ["timeout"]
+    assert sleeps.waits
+    assert 0 < sleeps.waits[0] <= 0.3
+    assert time.monotonic() - started < 10
+
+
+async def test_a_poll_after_hint_longer_than_the_interval_governs_the_wait(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert conn.app is not None
+    conn.app.poll_after = "2500"
+    video_id = add_job(conn, started_ago=500.0, duration=1000.0)
+    sleeps = patch_sleep(monkeypatch, Sleeps(on_sleep=lambda n: n == 2 and finish(conn, video_id)))
+    events = await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.5))
+    assert [e["event"] for e in events] == ["completed"]
+    assert sleeps.waits == [2.5, 2.5]
+
+
+async def test_a_hint_shorter_than_the_interval_does_not_shorten_it(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert conn.app is not None
+    conn.app.poll_after = "100"
+    video_id = add_job(conn, started_ago=500.0, duration=1000.0)
+    sleeps = patch_sleep(monkeypatch, Sleeps(on_sleep=lambda n: finish(conn, video_id)))
+    await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=3.0))
+    assert sleeps.waits == [3.0]
+
+
+# --- logging ----------------------------------------------------------------------------------
+async def test_logs_each_progress_change_not_every_poll(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    video_id = add_job(conn, started_ago=5000.0, duration=10000.0)  # progress moves every ~100 s
+
+    def on_sleep(n: int) -> None:
+        if n == 3:
+            conn.store.jobs[video_id].created_at -= 2000  # progress jumps
+        if n == 5:
+            finish(conn, video_id)
+
+    patch_sleep(monkeypatch, Sleeps(on_sleep=on_sleep))
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    lines: list[str] = []
+    monkeypatch.setattr(
+        trigger.log, "info", lambda msg, *args, **kw: lines.append(msg % args if args else msg)
+    )
+    events = await events_of(trigger)
+    assert [e["event"] for e in events] == ["completed"]
+    assert gets(conn) == 6
+    ours = [line for line in lines if video_id in line]
+    assert len(ours) == 3, ours
+    assert "in_progress" in ours[0]
+    assert "in_progress" in ours[1]
+    assert ours[0] != ours[1]
+    assert ours[2].endswith("completed")
+
+
+# --- no blocking call on the event loop --------------------------------------------------------
+def test_no_blocking_call_in_the_event_loop(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trigger's run never holds the loop longer than 50 ms (asyncio debug mode).
+
+    One warm-up trigger runs first on the same loop: it pays the once-per-process costs (lazy
+    imports on the first connection lookup and first request, and the pooled client's creation,
+    see the report). The measured trigger then does what every further trigger of a triggerer
+    does: an async connection lookup, then polls until the job is done.
+    """
+    warm_id = add_job(conn, duration=0.0)
+    video_id = add_job(conn, started_ago=0.0, duration=1.0)
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    with asyncio.Runner(debug=True) as runner:
+        runner.get_loop().slow_callback_duration = 0.05
+        runner.run(events_of(VideoJobTrigger(warm_id, CONN_ID, poll_interval=0.1)))
+        caplog.clear()
+        events = runner.run(events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.1)))
+    assert [e["event"] for e in events] == ["completed"]
+    assert gets(conn) >= 4  # the warm-up's one poll, then several of the measured trigger
+    slow = [r.getMessage() for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()]
+    assert slow == []
+
+
+# --- the shared pool --------------------------------------------------------------------------
+async def test_two_triggers_share_one_pooled_client(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    used: list[http.AsyncVideosClient] = []
+    shared = http.shared_async_client
+
+    def recording(settings: http.ClientSettings) -> http.AsyncVideosClient:
+        client = shared(settings)
+        used.append(client)
+        return client
+
+    monkeypatch.setattr(http, "shared_async_client", recording)
+    first, second = add_job(conn, duration=0.3), add_job(conn, duration=0.3)
+    a, b = await asyncio.gather(
+        events_of(VideoJobTrigger(first, CONN_ID, poll_interval=0.05)),
+        events_of(VideoJobTrigger(second, CONN_ID, poll_interval=0.05)),
+    )
+    assert [e["event"] for e in a + b] == ["completed", "completed"]
+    assert {a[0]["video_id"], b[0]["video_id"]} == {first, second}
+    assert len(used) == 2
+    assert used[0] is used[1]
+
+
+# --- on_kill ----------------------------------------------------------------------------------
+class FakeComms:
+    """The triggerer's supervisor channel: answers GetTaskStates with a fixed state."""
+
+    def __init__(self, states: dict[str, dict[str, Any]]) -> None:
+        self.states = states
+        self.asked: list[Any] = []
+
+    async def asend(self, msg: Any) -> Any:
+        if type(msg).__name__ == "GetTaskStates":
+            self.asked.append(msg)
+            return SimpleNamespace(task_states=self.states)
+        return None  # e.g. MaskSecret
+
+
+def fake_ti(map_index: int = -1) -> SimpleNamespace:
+    return SimpleNamespace(dag_id="d", task_id="edit", run_id="manual__1", map_index=map_index)
+
+
+def deletes(server: LocalVideosServer) -> int:
+    return sum(server.stats()["requests"].get("DELETE /v1/videos/{video_id}", {}).values())
+
+
+async def _kill(
+    server: LocalVideosServer,
+    monkeypatch: pytest.MonkeyPatch,
+    ti: SimpleNamespace | None,
+    comms: FakeComms | None,
+) -> str:
+    from airflow.sdk.execution_time import task_runner
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    # A finished job: the backend deletes only finished jobs (a running one answers 409), so
+    # whether on_kill deletes is decided by the task state alone.
+    video_id = add_job(server, duration=0.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    if ti is not None:
+        trigger.task_instance = ti  # type: ignore[assignment]
+    await trigger.on_kill()
+    return video_id
+
+
+@pytest.mark.parametrize("state", ["failed", None, "up_for_retry"])
+async def test_on_kill_deletes_the_job_once_the_task_left_deferred(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, state: str | None
+) -> None:
+    comms = FakeComms({"manual__1": {"edit": state}})
+    video_id = await _kill(conn, monkeypatch, fake_ti(), comms)
+    assert deletes(conn) == 1
+    assert conn.store.get(video_id) is None
+    asked = comms.asked[0]
+    assert (asked.dag_id, asked.run_ids, asked.task_ids, asked.map_index) == (
+        "d",
+        ["manual__1"],
+        ["edit"],
+        None,
+    )
+    from airflow_video_edit.hooks import OpenAIVideosHook
+
+    with OpenAIVideosHook(CONN_ID) as hook, pytest.raises(NotFoundError) as excinfo:
+        hook.get_video(video_id)
+    assert getattr(excinfo.value, "status_code", None) == 404
+
+
+async def test_on_kill_keeps_the_job_of_a_reassigned_trigger(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """airflow#73454: on_kill also runs when a trigger moves to another triggerer."""
+    comms = FakeComms({"manual__1": {"edit": "deferred"}})
+    video_id = await _kill(conn, monkeypatch, fake_ti(), comms)
+    assert comms.asked  # it did ask
+    assert deletes(conn) == 0
+    assert conn.store.get(video_id) is not None
+
+
+async def test_on_kill_of_a_mapped_task_uses_the_mapped_key(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    comms = FakeComms({"manual__1": {"edit_2": "failed", "edit": "deferred", "edit_1": "deferred"}})
+    video_id = await _kill(conn, monkeypatch, fake_ti(map_index=2), comms)
+    assert comms.asked[0].map_index == 2
+    assert deletes(conn) == 1
+    assert conn.store.get(video_id) is None
+
+    comms = FakeComms({"manual__1": {"edit_2": "deferred", "edit": "failed"}})
+    video_id = await _kill(conn, monkeypatch, fake_ti(map_index=2), comms)
+    assert deletes(conn) == 1
+    assert conn.store.get(video_id) is not None
+
+
+@pytest.mark.parametrize(
+    "case", ["no comms", "no task instance", "task missing from the reply", "comms raise"]
+)
+async def test_on_kill_keeps_the_job_when_the_state_is_unknown(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    comms: Any = FakeComms({"manual__1": {"edit": "failed"}})
+    ti: SimpleNamespace | None = fake_ti()
+    if case == "no comms":
+        comms = None
+    elif case == "no task instance":
+        ti = None
+    elif case == "task missing from the reply":
+        comms = FakeComms({"manual__1": {"other": "failed"}})
+    else:
+
+        class Broken(FakeComms):
+            async def asend(self, msg: Any) -> Any:
+                if type(msg).__name__ == "GetTaskStates":
+                    raise ConnectionError("supervisor went away")
+                return None
+
+        comms = Broken({})
+    video_id = await _kill(conn, monkeypatch, ti, comms)
+    assert deletes(conn) == 0
+    assert conn.store.get(video_id) is not None
+
+
+async def test_on_kill_of_a_running_job_cannot_delete_it_and_does_not_raise(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Videos API has no cancel: DELETE of a running job is a 409, the job runs on."""
+    from airflow.sdk.execution_time import task_runner
+
+    set_conn(monkeypatch, server.url, max_retries=0)
+    comms = FakeComms({"manual__1": {"edit": "failed"}})
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
+    video_id = add_job(server, started_ago=10.0, duration=1000.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    trigger.task_instance = fake_ti()  # type: ignore[assignment]
+    await trigger.on_kill()
+    assert server.stats()["requests"]["DELETE /v1/videos/{video_id}"] == {"409": 1}
+    assert server.store.get(video_id) is not None
+
+
+async def test_cleanup_never_deletes_the_job(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.execution_time import task_runner
+
+    monkeypatch.setattr(
+        task_runner, "SUPERVISOR_COMMS", FakeComms({"manual__1": {"edit": "failed"}}), raising=False
+    )
+    video_id = add_job(conn)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    trigger.task_instance = fake_ti()  # type: ignore[assignment]
+    result: Awaitable[None] | None = trigger.cleanup()
+    if result is not None:
+        await result
+    assert deletes(conn) == 0
+    assert conn.store.get(video_id) is not None
+    assert conn.stats()["requests_total"] == 0
