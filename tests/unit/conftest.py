@@ -85,6 +85,17 @@ class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield chunk
 
 
+def _streamed(response: httpx.Response) -> httpx.Response:
+    """A fresh copy whose body is streamed, as from a socket.
+
+    A response built with ``content=`` is already consumed and cannot be streamed again, and a
+    repeated reply must not be a response a previous attempt already read.
+    """
+    if hasattr(response, "_content"):
+        return httpx.Response(response.status_code, headers=response.headers, stream=Chunks(response.content))
+    return response
+
+
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -112,18 +123,9 @@ class Server:
             reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
             if isinstance(reply, Exception):
                 raise reply
-            if isinstance(reply, httpx.Response):
-                # A fresh copy each time, so a repeated reply is never a consumed response.
-                # Its body is streamed, as from a socket (a response built with ``content=`` is
-                # already consumed and cannot be streamed again).
-                if hasattr(reply, "_content"):
-                    return httpx.Response(
-                        reply.status_code, headers=reply.headers, stream=Chunks(reply.content)
-                    )
-                return reply
-            return reply(request)
+            return _streamed(reply if isinstance(reply, httpx.Response) else reply(request))
         assert self.handler is not None, f"unexpected request {request.method} {request.url}"
-        return self.handler(request)
+        return _streamed(self.handler(request))
 
     def reply(self, *replies: httpx.Response | Exception | Handler) -> Server:
         """Answer the next requests in order; the last reply repeats."""
