@@ -19,10 +19,11 @@ Override points (session-scoped fixtures, override them in a test module or a co
 * ``airflow_extra_env`` -> dict[str, str], merged into the process environment before the processes
   start (e.g. ``AIRFLOW_CONN_...`` connections, ``AIRFLOW__SECTION__KEY`` config overrides).
 
-The deployment is started ONCE per session, so override these in one place for all e2e tests (a guard
-fails tests whose overrides disagree with the running deployment). DAG files a single test needs go
-through ``airflow_deployment.add_dag_file(name, source)``: a second LocalDagBundle (``e2e-extra-dags``)
-served from ``<home>/e2e-extra-dags``, parsed within a few seconds, no restart needed.
+The deployment is started once per session and shared. If a later module overrides these fixtures
+differently, an autouse guard restarts it in place with that config (one more startup), so override them
+in one place when possible. Tests marked ``e2e_any_config`` never force a restart (and run last).
+DAG files a single test needs go through ``airflow_deployment.add_dag_file(name, source)``: a second
+LocalDagBundle (``e2e-extra-dags``) served from ``<home>/e2e-extra-dags``, parsed within seconds.
 
 Env knobs: ``E2E_AIRFLOW_STARTUP_TIMEOUT`` (seconds, default 180), ``E2E_AIRFLOW_KEEP_HOME=1`` keeps the
 temporary AIRFLOW_HOME (logs!) after the session, ``E2E_AIRFLOW_PYCACHE=0`` disables the shared bytecode
@@ -135,8 +136,12 @@ class AirflowDeployment:
     }
 
     def __init__(self, home: Path, dags_folder: Path, extra_env: Mapping[str, str] | None = None) -> None:
+        self._configure(home, dags_folder, extra_env)
+
+    def _configure(self, home: Path, dags_folder: Path, extra_env: Mapping[str, str] | None) -> None:
         self.home = Path(home)
         self.dags_folder = Path(dags_folder).resolve()
+        self.extra_env: dict[str, str] = {str(k): str(v) for k, v in (extra_env or {}).items()}
         # Second LocalDagBundle, for DAG files that tests add at runtime (``add_dag_file``).
         self.extra_dags_folder = self.home / "e2e-extra-dags"
         self.port = _free_port()
@@ -144,12 +149,26 @@ class AirflowDeployment:
         self.log_dir = self.home / "e2e-process-logs"
         self._dag_file_list = self.home / "e2e-dag-files.json"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        old_client = getattr(self, "client", None)
+        if old_client is not None:
+            old_client.close()
         self.client: httpx.Client = httpx.Client(base_url=self.api_url, timeout=30.0)
         self.startup_seconds: float | None = None
         self.startup_phases: dict[str, float] = {}  # phase -> seconds since start() began
         self.env: dict[str, str] = self._base_env()
-        if extra_env:
-            self.env.update({str(k): str(v) for k, v in extra_env.items()})
+        self.env.update(self.extra_env)
+
+    def matches(self, dags_folder: Path, extra_env: Mapping[str, str]) -> bool:
+        return Path(dags_folder).resolve() == self.dags_folder and all(
+            self.env.get(k) == str(v) for k, v in extra_env.items()
+        )
+
+    def restart_with(self, dags_folder: Path, extra_env: Mapping[str, str], timeout: float) -> None:
+        """Stop, then start a fresh deployment (new home, port, DB) with another config, in place."""
+        self.stop()
+        _remove_home(self.home)
+        self._configure(Path(tempfile.mkdtemp(prefix="airflow-e2e-")), dags_folder, extra_env)
+        self.start(timeout)
 
     # ------------------------------------------------------------------ setup
     def _base_env(self) -> dict[str, str]:
@@ -270,6 +289,11 @@ class AirflowDeployment:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - t0
+        phases = {k: round(v, 1) for k, v in self.startup_phases.items()}
+        print(
+            f"\n[e2e] Airflow deployment ready at {self.api_url} in {self.startup_seconds:.1f}s {phases} "
+            f"(dags={self.dags_folder}, home={self.home})"
+        )
 
     def _check_alive(self) -> None:
         for name, p in self.procs.items():
@@ -382,7 +406,6 @@ class AirflowDeployment:
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:
         _stop_processes(list(self.procs.values()))
-        self.client.close()
 
     # ------------------------------------------------------------------ REST helpers
     def _paged(self, url: str, key: str, params: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
@@ -546,6 +569,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test against a real Airflow deployment")
+    config.addinivalue_line(
+        "markers", "e2e_any_config: e2e test that works with any airflow_dags_folder/airflow_extra_env"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -559,48 +585,56 @@ def airflow_extra_env() -> dict[str, str]:
     return {}
 
 
+def _startup_timeout() -> float:
+    return float(os.environ.get("E2E_AIRFLOW_STARTUP_TIMEOUT", "180"))
+
+
+def _remove_home(home: Path) -> None:
+    if os.environ.get("E2E_AIRFLOW_KEEP_HOME") == "1":
+        print(f"\n[e2e] kept AIRFLOW_HOME {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def airflow_deployment(
     airflow_dags_folder: Path, airflow_extra_env: dict[str, str]
 ) -> Iterator[AirflowDeployment]:
-    home = Path(tempfile.mkdtemp(prefix="airflow-e2e-"))
-    dep = AirflowDeployment(home, airflow_dags_folder, airflow_extra_env)
+    dep = AirflowDeployment(
+        Path(tempfile.mkdtemp(prefix="airflow-e2e-")), airflow_dags_folder, airflow_extra_env
+    )
     try:
-        dep.start(timeout=float(os.environ.get("E2E_AIRFLOW_STARTUP_TIMEOUT", "180")))
-        print(
-            f"\n[e2e] Airflow deployment ready at {dep.api_url} in {dep.startup_seconds:.1f}s "
-            f"{ {k: round(v, 1) for k, v in dep.startup_phases.items()} } (home={home})"
-        )
+        dep.start(timeout=_startup_timeout())
         yield dep
     finally:
         dep.stop()
-        if os.environ.get("E2E_AIRFLOW_KEEP_HOME") == "1":
-            print(f"\n[e2e] kept AIRFLOW_HOME {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
+        dep.client.close()
+        _remove_home(dep.home)
 
 
 @pytest.fixture(autouse=True)
 def _airflow_deployment_config_guard(request: pytest.FixtureRequest) -> None:
-    """Fail loudly if a module overrides the config of an already running (session) deployment.
+    """Keep the session deployment in line with the overrides visible to the current test.
 
-    ``airflow_deployment`` is created once per session with the ``airflow_dags_folder`` /
-    ``airflow_extra_env`` seen by the first test using it; a later module overriding them differently
-    would otherwise silently run against the wrong deployment.
+    ``airflow_deployment`` is session-scoped: it is started with the ``airflow_dags_folder`` /
+    ``airflow_extra_env`` seen by the first test using it. If a later test module overrides them
+    differently, the deployment is restarted in place with that module's config (costs one startup).
+    Tests marked ``@pytest.mark.e2e_any_config`` accept whatever deployment runs (and are moved to the
+    end of the session so that they never force a restart).
     """
-    if "airflow_deployment" not in request.fixturenames:
+    if "airflow_deployment" not in request.fixturenames or request.node.get_closest_marker("e2e_any_config"):
         return
     dep = request.getfixturevalue("airflow_deployment")
-    folder = Path(request.getfixturevalue("airflow_dags_folder")).resolve()
+    folder = Path(request.getfixturevalue("airflow_dags_folder"))
     extra = request.getfixturevalue("airflow_extra_env")
-    wrong_env = sorted(k for k, v in extra.items() if dep.env.get(k) != str(v))
-    if folder != dep.dags_folder or wrong_env:
-        pytest.fail(
-            f"airflow_deployment was started with dags folder {dep.dags_folder} but this test wants "
-            f"{folder} (differing env: {wrong_env}). Override airflow_dags_folder/airflow_extra_env in ONE "
-            "place for the whole e2e session (e.g. a conftest.py), or use add_dag_file() for extra DAGs.",
-            pytrace=False,
-        )
+    if not dep.matches(folder, extra):
+        print(f"\n[e2e] {request.node.nodeid}: different airflow_dags_folder/airflow_extra_env -> restart")
+        dep.restart_with(folder, extra, _startup_timeout())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Config-agnostic e2e tests run last: they reuse whatever deployment the other tests configured.
+    items.sort(key=lambda item: item.get_closest_marker("e2e_any_config") is not None)
 
 
 @pytest.hookimpl(hookwrapper=True)

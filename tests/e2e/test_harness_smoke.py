@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+# Works with any DAGs folder / extra env: reuses the deployment the real e2e tests configure.
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_any_config]
 
 DAG_ID = "e2e_harness_smoke"
 
