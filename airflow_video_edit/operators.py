@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 DEFAULT_CONN_ID = "openai_videos_default"
 VARIANT_SUFFIXES = {"video": ".mp4", "thumbnail": "_thumbnail.webp", "spritesheet": "_spritesheet.webp"}
+# The status reported to the mixin for a stored id the backend no longer knows (404).
+GONE = "gone"
 
 
 class VideoJobFailed(Exception):
@@ -130,12 +132,20 @@ class VideoEditOperator(ResumableJobMixin, BaseOperator):
         return video.id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        return self.hook.get_video(str(external_id)).status
+        from airflow_video_edit.errors import NotFoundError
+
+        try:
+            return self.hook.get_video(str(external_id)).status
+        except NotFoundError:
+            # Deleted, or forgotten by the backend: nothing to resume, and failing here would
+            # fail every later try (and every clear) of the task. Submit anew.
+            self.log.warning("stored video job %s no longer exists; submitting a new one", external_id)
+            return GONE
 
     def is_job_active(self, status: str) -> bool:
         from airflow_video_edit.models import TERMINAL_STATUSES
 
-        return status not in TERMINAL_STATUSES
+        return status not in TERMINAL_STATUSES and status != GONE
 
     def is_job_succeeded(self, status: str) -> bool:
         return status == "completed"
