@@ -581,8 +581,34 @@ def airflow_dags_folder(pytestconfig: pytest.Config) -> Path:
 
 
 @pytest.fixture(scope="session")
-def airflow_extra_env() -> dict[str, str]:
-    return {}
+def e2e_video_server() -> Iterator[tuple[Any, str]]:
+    """The bundled local Videos API server, with a distinctive key, for the whole e2e session.
+
+    Jobs last 20 s: longer than the few seconds after deferral in which Airflow 3.3's scheduler
+    can race a firing trigger (apache/airflow#72716).
+    """
+    from airflow_video_edit.server import LocalVideosServer
+
+    api_key = "sk-e2e-" + secrets.token_hex(12)
+    with LocalVideosServer(api_key=api_key, job_seconds=20, poll_after_ms=1000) as server:
+        yield server, api_key
+
+
+@pytest.fixture(scope="session")
+def e2e_output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("video-edit-out")
+
+
+@pytest.fixture(scope="session")
+def airflow_extra_env(e2e_video_server: tuple[Any, str], e2e_output_dir: Path) -> dict[str, str]:
+    """The connection to the local server and where the example DAGs write, for every process."""
+    server, api_key = e2e_video_server
+    connection = {"conn_type": "openai_videos", "host": server.url, "password": api_key}
+    return {
+        "AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT": json.dumps(connection),
+        "VIDEO_EDIT_OUTPUT_DIR": str(e2e_output_dir),
+        "VIDEO_EDIT_POLL_INTERVAL": "2",
+    }
 
 
 def _startup_timeout() -> float:
