@@ -352,6 +352,7 @@ def main() -> None:
         help="seconds the server keeps an idle connection (uvicorn's default, and the bundled "
         "server's, is 5; any other value is set through server_keepalive/sitecustomize.py)",
     )
+    parser.add_argument("--pool-size", type=int, help="override the settings' max_connections")
     parser.add_argument("--py-spy", help="record a py-spy profile (raw) of the trigger phase here")
     parser.add_argument(
         "--start-delay",
@@ -366,6 +367,13 @@ def main() -> None:
 
     count_connections()
     count_polls()
+    if args.pool_size:
+        from dataclasses import replace
+
+        from airflow_video_edit import http
+
+        shared = http.shared_async_client
+        http.shared_async_client = lambda settings: shared(replace(settings, max_connections=args.pool_size))
     import airflow_video_edit.triggers  # noqa: F401 - import cost outside the measurement
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-triggers-"))
@@ -406,6 +414,7 @@ def main() -> None:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     result["server_keep_alive_s"] = args.server_keep_alive
+    result["pool_size"] = args.pool_size
     result["loadavg_before"] = load_before
     result["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     text = json.dumps(result, indent=2)
