@@ -1,10 +1,12 @@
 """The example DAGs, each run with ``dag.test()`` against its own bundled local server.
 
-Airflow reads its configuration once per interpreter, so each DAG runs in a child interpreter
-(``conftest_dags.py``) with a clean environment: its own copy of a metadata DB migrated once per
-session, its own output folder, and a connection pointing at its own in-process local server
-(the server stays in this process, so its job store and request counts can be inspected).
-The three DAG runs start together and run in parallel; each test then checks one of them.
+Airflow reads its configuration once per interpreter, so the DAGs run in a child interpreter
+(``conftest_dags.py``) with a clean environment: a metadata DB migrated once per session, a
+temporary output folder, and a connection pointing at an in-process local server (the server
+stays in this process, so its job store can be inspected; the runner reports its request and
+job counts for each DAG's run alone).
+The three DAG runs go one after the other in one child interpreter (``dag.test()`` spends
+about 20 s starting up the first time in a process); each test then checks one of them.
 
 ``video_publish_on_asset`` is scheduled on an Asset: ``dag.test()`` makes a manual run, which has
 no triggering asset events, so its task callable is called directly with the asset event that
@@ -17,10 +19,8 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,27 +66,31 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
-@dataclass
-class DagRun:
-    """One example DAG's run: its child process, server, output folder and environment."""
+MODULES = ("video_edit_then_publish", "video_edit_chain", "video_edit_mapped")
 
-    module: str
+
+@dataclass
+class DagRuns:
+    """The example DAGs' runs: one child process, one server, one output folder."""
+
     server: LocalVideosServer
     out: Path
     env: dict[str, str]
-    process: subprocess.Popen[str] | None = None
-    stdout: str = ""
-    stderr: str = ""
-    seconds: float = 0.0
+    results: dict[str, dict[str, Any]]
+
+
+@dataclass
+class Run:
+    """One DAG's run as the runner reported it, and the server's jobs it created."""
+
+    result: dict[str, Any]
+    jobs: list[Any]
+    out: Path
+    env: dict[str, str]
 
     @property
-    def result(self) -> dict[str, Any]:
-        lines = [line for line in self.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-        assert self.process is not None
-        why = f"{self.module}: exit {self.process.returncode}\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
-        assert self.process.returncode == 0, why
-        assert lines, why
-        return dict(json.loads(lines[-1][len(RESULT_PREFIX) :]))
+    def stats(self) -> dict[str, Any]:
+        return dict(self.result["server_stats"])
 
     def xcom(self, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
         for row in self.result["xcom"]:
@@ -96,77 +100,58 @@ class DagRun:
         raise AssertionError(f"no XCom {task_id}/{key}[{map_index}]")
 
 
-def call(env: dict[str, str], *args: str) -> Any:
+def call(env: dict[str, str], *args: str) -> list[Any]:
     done = subprocess.run(
         [sys.executable, RUNNER, *args], env=env, capture_output=True, text=True, timeout=DAG_TIMEOUT
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    why = f"{args}: exit {done.returncode}\n{done.stderr[-3000:]}"
+    why = f"{args}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert done.returncode == 0, why
+    lines = [
+        json.loads(line[len(RESULT_PREFIX) :])
+        for line in done.stdout.splitlines()
+        if line.startswith(RESULT_PREFIX)
+    ]
     assert lines, why
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+    return lines
 
 
 @pytest.fixture(scope="module")
-def runs(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, DagRun]]:
-    """Start every example DAG's ``dag.test()`` at once; wait for all; keep the servers up."""
-    modules = ["video_edit_then_publish", "video_edit_chain", "video_edit_mapped"]
-    started: dict[str, DagRun] = {}
-    try:
-        for module in modules:
-            server = LocalVideosServer(
-                api_key=KEY, job_seconds=2.0, poll_after_ms=500, access_log=False
-            ).start()
-            root = tmp_path_factory.mktemp(module)
-            home, out = root / "home", root / "out"
-            home.mkdir()
-            shutil.copy(migrated_home / "airflow.db", home / "airflow.db")
-            env = base_env(home)
-            env.update(
-                AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT=json.dumps(
-                    {"conn_type": "openai_videos", "host": server.url, "password": KEY}
-                ),
-                VIDEO_EDIT_OUTPUT_DIR=str(out),
-                VIDEO_EDIT_POLL_INTERVAL="0.5",
-            )
-            run = started[module] = DagRun(module, server, out, env)
-            run.seconds = time.monotonic()
-            run.process = subprocess.Popen(
-                [sys.executable, RUNNER, module],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        for run in started.values():
-            assert run.process is not None
-            run.stdout, run.stderr = run.process.communicate(timeout=DAG_TIMEOUT)
-            run.seconds = time.monotonic() - run.seconds
-        yield started
-    finally:
-        for run in started.values():
-            if run.process is not None and run.process.poll() is None:
-                run.process.kill()
-                run.process.wait()
-            run.server.stop()
+def dag_runs(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagRuns]:
+    """Every example DAG's ``dag.test()``, one after the other in one child interpreter."""
+    out = tmp_path_factory.mktemp("out")
+    with LocalVideosServer(api_key=KEY, job_seconds=2.0, poll_after_ms=500, access_log=False) as server:
+        env = base_env(migrated_home)
+        env.update(
+            AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT=json.dumps(
+                {"conn_type": "openai_videos", "host": server.url, "password": KEY}
+            ),
+            VIDEO_EDIT_OUTPUT_DIR=str(out),
+            VIDEO_EDIT_POLL_INTERVAL="0.5",
+            VIDEOS_SERVER_ROOT=server.root_url,
+        )
+        results = call(env, *MODULES)
+        yield DagRuns(server, out, env, {r["module"]: r for r in results})
 
 
-def only_jobs(server: LocalVideosServer) -> list[Any]:
-    return sorted(server.store.jobs.values(), key=lambda job: job.seq)
+def run_of(dag_runs: DagRuns, module: str) -> Run:
+    result = dag_runs.results[module]
+    ids = {row["value"] for row in result["xcom"] if row["key"] == "video_id"}
+    jobs = sorted((dag_runs.server.store.jobs[i] for i in ids), key=lambda job: job.seq)
+    return Run(result, jobs, dag_runs.out, dag_runs.env)
 
 
-def test_video_edit_then_publish(runs: dict[str, DagRun]) -> None:
-    run = runs["video_edit_then_publish"]
+def test_video_edit_then_publish(dag_runs: DagRuns) -> None:
+    run = run_of(dag_runs, "video_edit_then_publish")
     result = run.result
     assert result["state"] == "success"
     assert {task: info["state"] for task, info in result["tasks"].items()} == {
         "edit[-1]": "success",
         "publish_video[-1]": "success",
     }
-    stats = run.server.stats()
+    stats = run.stats
     assert stats["jobs_created"] == 1
     assert stats["requests"]["POST /v1/videos/edits"] == {"200": 1}
-    (job,) = only_jobs(run.server)
+    (job,) = run.jobs
     assert job.source_file is not None  # the clip was uploaded
 
     edited = run.xcom("edit")
@@ -199,14 +184,14 @@ def test_video_edit_then_publish(runs: dict[str, DagRun]) -> None:
     assert Path(extra["path"]).read_bytes() == video.read_bytes()
 
 
-def test_video_edit_chain(runs: dict[str, DagRun]) -> None:
-    run = runs["video_edit_chain"]
+def test_video_edit_chain(dag_runs: DagRuns) -> None:
+    run = run_of(dag_runs, "video_edit_chain")
     result = run.result
     assert result["state"] == "success"
-    stats = run.server.stats()
+    stats = run.stats
     assert stats["jobs_created"] == 2
     assert stats["requests"]["POST /v1/videos/edits"] == {"200": 2}
-    first, second = only_jobs(run.server)
+    first, second = run.jobs
     assert first.source_file is not None  # an upload
     assert first.source_id is None
     assert second.source_id == first.id  # the second edits the first's result by id
@@ -221,8 +206,8 @@ def test_video_edit_chain(runs: dict[str, DagRun]) -> None:
     assert f"{width}x{height}" == second.size
 
 
-def test_video_edit_mapped(runs: dict[str, DagRun]) -> None:
-    run = runs["video_edit_mapped"]
+def test_video_edit_mapped(dag_runs: DagRuns) -> None:
+    run = run_of(dag_runs, "video_edit_mapped")
     result = run.result
     assert result["state"] == "success"
     assert {task: info["state"] for task, info in result["tasks"].items() if task.startswith("edit")} == {
@@ -230,9 +215,9 @@ def test_video_edit_mapped(runs: dict[str, DagRun]) -> None:
         "edit[1]": "success",
         "edit[2]": "success",
     }
-    stats = run.server.stats()
+    stats = run.stats
     assert stats["jobs_created"] == 3
-    jobs = only_jobs(run.server)
+    jobs = run.jobs
     assert all(job.source_file is not None for job in jobs)
     returned = {run.xcom("edit", map_index=i)["id"] for i in range(3)}
     assert returned == {job.id for job in jobs}
@@ -243,14 +228,14 @@ def test_video_edit_mapped(runs: dict[str, DagRun]) -> None:
         assert f"{width}x{height}" == job.size
 
 
-def test_video_publish_on_asset_catalogues_the_asset_event(runs: dict[str, DagRun], tmp_path: Path) -> None:
+def test_video_publish_on_asset_catalogues_the_asset_event(dag_runs: DagRuns, tmp_path: Path) -> None:
     """Its task callable, given the asset event the edit-then-publish run recorded."""
-    producer = runs["video_edit_then_publish"]
+    producer = run_of(dag_runs, "video_edit_then_publish")
     extras = producer.result["asset_events"]
     assert len(extras) == 1
     events_file = tmp_path / "events.json"
     events_file.write_text(json.dumps(extras))
-    published = call(producer.env, "--call-catalogue", str(events_file))
+    (published,) = call(producer.env, "--call-catalogue", str(events_file))
     video_id = extras[0]["video_id"]
     folder = producer.out / "published" / "catalogue" / video_id
     assert published == [str(folder / f"{video_id}.mp4")]
@@ -262,6 +247,7 @@ def test_video_publish_on_asset_catalogues_the_asset_event(runs: dict[str, DagRu
     assert (folder / f"{video_id}_thumbnail.webp").is_file()
 
 
-def test_the_dag_runs_stay_within_budget(runs: dict[str, DagRun]) -> None:
-    for run in runs.values():
-        assert run.seconds < DAG_TIMEOUT
+def test_each_dag_run_took_its_own_jobs_only(dag_runs: DagRuns) -> None:
+    counts = {module: run_of(dag_runs, module).stats["jobs_created"] for module in MODULES}
+    assert counts == {"video_edit_then_publish": 1, "video_edit_chain": 2, "video_edit_mapped": 3}
+    assert len(dag_runs.server.store.jobs) == 6
