@@ -152,13 +152,19 @@ def test_default_deferrable_follows_the_config(tmp_path: Path, setting: str, exp
         ({"video": {"id": ""}}, "video"),
     ],
 )
-def test_bad_input_fails_before_any_request(server: LocalVideosServer, kwargs: Any, argument: str) -> None:
-    context = make_context()
+@pytest.mark.parametrize("retry", [False, True], ids=["first try", "retry with a stored job"])
+def test_bad_input_fails_before_any_request(
+    server: LocalVideosServer, kwargs: Any, argument: str, retry: bool
+) -> None:
+    store = FakeStore()
+    if retry:
+        store.set("video_id", "video_from_an_earlier_try")
+    context = make_context(store)
     with pytest.raises(ValueError, match=rf"^{argument}:"):
         operator(**kwargs).execute(context)
     assert server.stats()["requests_total"] == 0
     assert context["ti"].pushed == []
-    assert context["task_state_store"].data == {}
+    assert store.data == ({"video_id": "video_from_an_earlier_try"} if retry else {})
 
 
 # --- deferrable -------------------------------------------------------------------------------
