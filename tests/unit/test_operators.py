@@ -485,3 +485,21 @@ def test_a_stored_job_that_no_longer_exists_is_replaced_not_fatal(server: LocalV
     assert result["status"] == "completed"
     assert jobs_created(server) == 2
     assert store.data == {}
+
+
+def test_a_failed_download_is_retried_without_a_second_job(server: LocalVideosServer, tmp_path: Path) -> None:
+    """The id leaves the store only once the result is delivered: a retry finds the job completed
+    and downloads again, it does not pay for a new job."""
+    server.set_faults(["GET /v1/videos/{id}/content status=404;times=1"])
+    store = FakeStore()
+    with pytest.raises(NotFoundError):
+        operator(destination=f"{tmp_path}/").execute(make_context(store))
+    video_id = store.get("video_id")
+    assert video_id
+
+    retry = make_context(store)
+    result = operator(destination=f"{tmp_path}/").execute(retry)
+    assert result["id"] == video_id
+    assert (tmp_path / f"{video_id}.mp4").is_file()
+    assert jobs_created(server) == 1
+    assert store.data == {}
