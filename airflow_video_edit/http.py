@@ -734,17 +734,17 @@ class _ReleasingStream(httpx.AsyncByteStream):
 
 
 class _ShardedTransport(httpx.AsyncBaseTransport):
-    """``max_connections`` pooled connections, held in shards of at most 8, one TLS context.
+    """``max_connections`` pooled connections, held in shards of at most 4, one TLS context.
 
     httpcore 1.0 walks every pooled connection on each request it assigns and each response it
     releases: one socket query per connection, and a count of all connections per idle one
     (quadratic). With 64 kept-alive connections in one pool that costs milliseconds of CPU per
-    request; in pools of 8 it is a few dozen microseconds. A request goes to the shard with the
+    request; in pools of 4 it is a few dozen microseconds. A request goes to the shard with the
     fewest requests in flight, so with at most ``max_connections`` in flight (the client's
     semaphore) none waits for a connection.
     """
 
-    SHARD_SIZE = 8
+    SHARD_SIZE = 4
 
     def __init__(self, settings: ClientSettings) -> None:
         total = max(1, settings.max_connections)

@@ -352,6 +352,9 @@ def main() -> None:
         help="seconds the server keeps an idle connection (uvicorn's default, and the bundled "
         "server's, is 5; any other value is set through server_keepalive/sitecustomize.py)",
     )
+    parser.add_argument(
+        "--shard-size", type=int, help="connections per httpcore pool (64: one pool, as before sharding)"
+    )
     parser.add_argument("--pool-size", type=int, help="override the settings' max_connections")
     parser.add_argument("--py-spy", help="record a py-spy profile (raw) of the trigger phase here")
     parser.add_argument(
@@ -359,7 +362,7 @@ def main() -> None:
         type=float,
         default=0.0,
         help="seconds from writing the jobs to starting the "
-        "triggers (default: 5 + 1 per 1,000 jobs, time for the server to start and load them)",
+        "triggers (default: 10 + 2 per 1,000 jobs, time for the server to start and load them)",
     )
     args = parser.parse_args()
 
@@ -367,6 +370,10 @@ def main() -> None:
 
     count_connections()
     count_polls()
+    if args.shard_size:
+        from airflow_video_edit import http as http_module
+
+        http_module._ShardedTransport.SHARD_SIZE = args.shard_size
     if args.pool_size:
         from dataclasses import replace
 
@@ -377,7 +384,7 @@ def main() -> None:
     import airflow_video_edit.triggers  # noqa: F401 - import cost outside the measurement
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-triggers-"))
-    start_at = time.time() + (args.start_delay or 5.0 + args.n / 1000)
+    start_at = time.time() + (args.start_delay or 10.0 + 2 * args.n / 1000)
     jobs = write_jobs(data_dir, args.n, start_at, args.job_seconds)
     server = LocalVideosServer(
         data_dir=data_dir,
@@ -415,6 +422,7 @@ def main() -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
     result["server_keep_alive_s"] = args.server_keep_alive
     result["pool_size"] = args.pool_size
+    result["shard_size"] = args.shard_size
     result["loadavg_before"] = load_before
     result["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     text = json.dumps(result, indent=2)
