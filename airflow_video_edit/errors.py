@@ -67,6 +67,10 @@ class APIStatusError(VideoAPIError):
     """The server answered with an error status."""
 
 
+class MalformedResponseError(APIStatusError):
+    """A success status with a body that is not what the spec describes (or not JSON at all)."""
+
+
 class InvalidRequestError(APIStatusError):
     """400 / 422: the backend rejected the request's content."""
 

@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
+from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.sdk import BaseHook
+from airflow.sdk.log import amask_secret, mask_secret
 
 from airflow_video_edit import http, models
 from airflow_video_edit.errors import InvalidInputError, VideoAPIError
@@ -139,8 +141,6 @@ class OpenAIVideosHook(BaseHook):
     # -- connection -> settings ---------------------------------------------------------------
     @cached_property
     def settings(self) -> ClientSettings:
-        from airflow.sdk.log import mask_secret
-
         conn = self.get_connection(self.openai_videos_conn_id)
         if conn.password:
             mask_secret(conn.password)
@@ -154,9 +154,6 @@ class OpenAIVideosHook(BaseHook):
 
     async def aget_settings(self) -> ClientSettings:
         """Settings resolved without blocking the event loop (Airflow's async connection API)."""
-        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
-        from airflow.sdk.log import amask_secret
-
         conn = await get_async_connection(self.openai_videos_conn_id, hook=self)
         if conn.password:
             await amask_secret(conn.password)
@@ -171,7 +168,7 @@ class OpenAIVideosHook(BaseHook):
 
     async def aget_client(self) -> http.AsyncVideosClient:
         """The process-wide pooled async client for this connection's settings."""
-        return http.shared_async_client(await self.aget_settings())
+        return await http.shared_async_client(await self.aget_settings())
 
     def close(self) -> None:
         if "client" in self.__dict__:

@@ -39,6 +39,7 @@ from airflow_video_edit.errors import (
     APIStatusError,
     ConflictError,
     InvalidInputError,
+    MalformedResponseError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -215,7 +216,7 @@ def _model_parser(model: type[BaseModel]) -> Callable[[httpx.Response], Any]:
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
-            raise APIStatusError(
+            raise MalformedResponseError(
                 f"unexpected reply to {response.request.method} {response.request.url.path}: "
                 f"{exc.error_count()} validation error(s): {_short(str(exc))}",
                 status_code=response.status_code,
@@ -526,19 +527,20 @@ def error_from_transport(exc: httpx.TransportError) -> TransportError:
 def is_retryable(exc: BaseException, *, creates_job: bool, retry_job_creation: bool) -> bool:
     """Whether a failed attempt may be tried again.
 
-    Retried: 408, 409, 429, 5xx and transport errors. A POST that creates a paid job is a special
-    case: when the reply was lost (reset, read timeout, 5xx), the backend may well have created the
-    job, and sending the request again would create, and bill, a second one. So such a POST is
-    retried only where it surely created nothing: the connection was never made (refused, connect
-    timeout) or the server said 429 (rate limited before any work). A connection may opt in to
-    retrying it anyway (``retry_job_creation``), e.g. behind a gateway known to deduplicate.
+    Retried: 408, 409, 429, 5xx, transport errors and malformed replies. A POST that creates a
+    paid job is a special case: when the reply was lost (reset, read timeout, 5xx), the backend
+    may well have created the job, and sending the request again would create, and bill, a second
+    one. So such a POST is retried only where it surely created nothing: the connection was never
+    made (refused, connect timeout) or the server said 429 (rate limited before any work). A
+    connection may opt in to retrying it anyway (``retry_job_creation``), e.g. behind a gateway
+    known to deduplicate.
     """
     if isinstance(exc, RateLimitError):
         return True
     ambiguous_ok = not creates_job or retry_job_creation
     if isinstance(exc, TransportError):
         return exc.surely_not_sent or ambiguous_ok
-    if isinstance(exc, RequestTimeoutError | ConflictError | ServerError):
+    if isinstance(exc, RequestTimeoutError | ConflictError | ServerError | MalformedResponseError):
         return ambiguous_ok
     return False
 
@@ -877,10 +879,17 @@ _shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientSetting
 )
 
 
-def shared_async_client(settings: ClientSettings) -> AsyncVideosClient:
-    """The one ``AsyncVideosClient`` for ``settings`` on the running event loop."""
+async def shared_async_client(settings: ClientSettings) -> AsyncVideosClient:
+    """The one ``AsyncVideosClient`` for ``settings`` on the running event loop.
+
+    The first one is built in a worker thread: loading the TLS trust store takes tens of
+    milliseconds, which would stall every other trigger on the loop.
+    """
     clients = _shared.setdefault(asyncio.get_running_loop(), {})
     client = clients.get(settings)
     if client is None:
-        client = clients[settings] = AsyncVideosClient(settings)
+        built = await asyncio.to_thread(AsyncVideosClient, settings)
+        client = clients.setdefault(settings, built)
+        if client is not built:  # another coroutine built one meanwhile
+            await built.aclose()
     return client

@@ -108,8 +108,8 @@ class VideoJobTrigger(BaseTrigger):
     async def _wait(self) -> dict[str, Any]:
         try:
             client = await OpenAIVideosHook(self.conn_id).aget_client()
-        except VideoAPIError as exc:
-            return error_event(self.video_id, exc)
+        except Exception as exc:  # an unknown connection, or one whose fields make no sense
+            return error_event(self.video_id, VideoAPIError(f"connection {self.conn_id!r}: {exc}"))
         last: Video | None = None
         while True:
             try:
@@ -133,13 +133,16 @@ class VideoJobTrigger(BaseTrigger):
     async def on_kill(self) -> None:
         """Cancel (delete) the remote job when a user marked the task failed or cleared it.
 
-        Airflow 3.3 also calls ``on_kill`` when a trigger is reassigned to another triggerer
-        (apache/airflow#73454). Deleting then would throw away a job a healthy task still waits
-        for, so the job is deleted only once the task instance is confirmed to have left the
-        deferred state; when that cannot be confirmed, nothing is deleted.
+        The Videos API deletes only finished jobs (409 for a running one, logged); a backend that
+        lets a running job be deleted cancels it. Airflow 3.3 also calls ``on_kill`` when a trigger
+        is reassigned to another triggerer (apache/airflow#73454). Deleting then would throw away a
+        job a healthy task still waits for (or, after "mark success", its result), so the job is
+        deleted only once the task instance is confirmed to have left the deferred state for
+        another state than success; when that cannot be confirmed, nothing is deleted.
         """
         state = await self._task_instance_state()
-        if state in (None, "deferred"):
+        # deferred: reassigned, still waited for; success: marked done, keep the result.
+        if state in (None, "deferred", "success"):
             self.log.warning(
                 "not cancelling video job %s: the task instance is %s",
                 self.video_id,

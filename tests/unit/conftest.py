@@ -234,7 +234,7 @@ def wire_hook(monkeypatch: pytest.MonkeyPatch, sleeps: Sleeps) -> Iterator[Calla
             hook.settings, transport=httpx.MockTransport(handler), sleep=sleeps.sync
         )
 
-        def shared(settings: ClientSettings) -> AsyncVideosClient:
+        async def shared(settings: ClientSettings) -> AsyncVideosClient:
             client = async_clients.get(settings)
             if client is None:
                 client = async_clients[settings] = AsyncVideosClient(

@@ -484,12 +484,22 @@ def test_error_carries_retry_after() -> None:
     assert exc.retry_after == 9
 
 
-async def test_invalid_success_body_is_an_api_error(send: Any, server: Server) -> None:
+async def test_malformed_success_body_is_retried_for_a_read(send: Any, server: Server) -> None:
+    server.reply(
+        httpx.Response(200, content=b"{not json", headers={"x-request-id": "req_z"}),
+        httpx.Response(200, json=video_json("video_1")),
+    )
+    video = await send(server, http.retrieve_video("video_1"))
+    assert video.id == "video_1"
+    assert len(server.seen) == 2
+
+
+async def test_malformed_reply_to_a_job_creating_post_is_not_resent(send: Any, server: Server) -> None:
     server.reply(httpx.Response(200, json={"unexpected": True}, headers={"x-request-id": "req_z"}))
-    with pytest.raises(errors.APIStatusError, match="unexpected reply to GET /v1/videos/video_1") as info:
-        await send(server, http.retrieve_video("video_1"))
+    with pytest.raises(errors.MalformedResponseError, match="unexpected reply to POST /v1/videos") as info:
+        await send(server, http.create_video("a cat"))
     assert info.value.request_id == "req_z"
-    assert len(server.seen) == 1
+    assert len(server.seen) == 1  # the job may exist: a second POST could pay twice
 
 
 def test_transport_error_mapping() -> None:

@@ -202,6 +202,16 @@ async def test_error_event_for_a_wrong_key(
     assert gets(server, 401) == 1  # not retried
 
 
+async def test_error_event_for_an_unknown_connection(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = await events_of(VideoJobTrigger("video_1", "no_such_connection", poll_interval=0.01))
+    assert len(events) == 1
+    assert events[0]["event"] == "error"
+    assert "no_such_connection" in events[0]["message"]
+    assert server.stats()["requests_total"] == 0
+
+
 async def test_error_event_when_the_retry_budget_is_spent(
     server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,8 +223,8 @@ async def test_error_event_when_the_retry_budget_is_spent(
 
     shared = http.shared_async_client
 
-    def instant_retries(settings: http.ClientSettings) -> http.AsyncVideosClient:
-        client = shared(settings)
+    async def instant_retries(settings: http.ClientSettings) -> http.AsyncVideosClient:
+        client = await shared(settings)
         client._sleep = no_wait
         return client
 
@@ -341,8 +351,8 @@ async def test_two_triggers_share_one_pooled_client(
     used: list[http.AsyncVideosClient] = []
     shared = http.shared_async_client
 
-    def recording(settings: http.ClientSettings) -> http.AsyncVideosClient:
-        client = shared(settings)
+    async def recording(settings: http.ClientSettings) -> http.AsyncVideosClient:
+        client = await shared(settings)
         used.append(client)
         return client
 
@@ -422,11 +432,13 @@ async def test_on_kill_deletes_the_job_once_the_task_left_deferred(
     assert getattr(excinfo.value, "status_code", None) == 404
 
 
-async def test_on_kill_keeps_the_job_of_a_reassigned_trigger(
-    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("state", ["deferred", "success"])
+async def test_on_kill_keeps_the_job_of_a_reassigned_or_succeeded_task(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, state: str
 ) -> None:
-    """airflow#73454: on_kill also runs when a trigger moves to another triggerer."""
-    comms = FakeComms({"manual__1": {"edit": "deferred"}})
+    """airflow#73454: on_kill also runs when a trigger moves to another triggerer (still
+    deferred); a task marked success keeps its result."""
+    comms = FakeComms({"manual__1": {"edit": state}})
     video_id = await _kill(conn, monkeypatch, fake_ti(), comms)
     assert comms.asked  # it did ask
     assert deletes(conn) == 0
