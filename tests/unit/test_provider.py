@@ -53,10 +53,11 @@ def test_airflow_providers_hooks_lists_the_connection_type(home: Path) -> None:
 
 def test_providers_manager_knows_hook_and_fields() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     manager = ProvidersManager()
     assert "airflow-video-edit" in manager.providers
-    hook = manager.hooks["openai_videos"]
+    hook = ProvidersManagerTaskRuntime().hooks["openai_videos"]
     assert hook is not None
     assert hook.hook_class_name == "airflow_video_edit.hooks.OpenAIVideosHook"
     assert hook.connection_id_attribute_name == "openai_videos_conn_id"
