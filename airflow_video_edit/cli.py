@@ -13,6 +13,10 @@ from collections.abc import Sequence
 API_KEY_ENV = "VIDEOS_SERVER_API_KEY"
 
 
+# Longer than the client keeps idle connections (120 s), so pollers reuse them (uvicorn: 5 s).
+KEEP_ALIVE_SECONDS = 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-video-edit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-upload-bytes", type=int, default=2 * 1024**3, help="request body limit (2 GiB)")
     serve.add_argument("--asset-ttl", type=float, default=3600.0, help="seconds assets stay downloadable")
+    serve.add_argument(
+        "--keep-alive",
+        type=int,
+        default=KEEP_ALIVE_SECONDS,
+        help=f"seconds an idle connection stays open ({KEEP_ALIVE_SECONDS:g}; longer than a poll interval)",
+    )
     serve.add_argument("--no-access-log", action="store_true", help="no per-request log line")
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
@@ -78,6 +88,7 @@ def serve(args: argparse.Namespace) -> int:
             access_log=False,
             lifespan="off",
             log_config=None,
+            timeout_keep_alive=args.keep_alive,
         )
     finally:
         app.store.close()

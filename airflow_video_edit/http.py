@@ -874,22 +874,26 @@ async def _aiter_raw(response: httpx.Response) -> AsyncIterator[bytes]:
         raise error_from_transport(exc) from None
 
 
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[ClientSettings, AsyncVideosClient]] = (
-    weakref.WeakKeyDictionary()
-)
+_shared: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[ClientSettings, asyncio.Task[AsyncVideosClient]]
+] = weakref.WeakKeyDictionary()
 
 
 async def shared_async_client(settings: ClientSettings) -> AsyncVideosClient:
     """The one ``AsyncVideosClient`` for ``settings`` on the running event loop.
 
-    The first one is built in a worker thread: loading the TLS trust store takes tens of
-    milliseconds, which would stall every other trigger on the loop.
+    It is built once, in a worker thread (loading the TLS trust store takes tens of milliseconds,
+    which would stall every trigger on the loop); callers arriving meanwhile await that build.
     """
     clients = _shared.setdefault(asyncio.get_running_loop(), {})
-    client = clients.get(settings)
-    if client is None:
-        built = await asyncio.to_thread(AsyncVideosClient, settings)
-        client = clients.setdefault(settings, built)
-        if client is not built:  # another coroutine built one meanwhile
-            await built.aclose()
-    return client
+    build = clients.get(settings)
+    if build is None:
+        build = clients[settings] = asyncio.ensure_future(asyncio.to_thread(AsyncVideosClient, settings))
+
+        def forget_failed(task: asyncio.Task[AsyncVideosClient]) -> None:
+            if task.cancelled() or task.exception() is not None:
+                clients.pop(settings, None)  # the next caller tries again
+
+        build.add_done_callback(forget_failed)
+    # Shielded: a caller cancelled while waiting does not cancel the build the others await.
+    return await asyncio.shield(build)

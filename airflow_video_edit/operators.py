@@ -180,7 +180,13 @@ class VideoEditOperator(ResumableJobMixin, BaseOperator):
     def _poll_in_worker(self, video: Video, deadline: float) -> dict[str, Any]:
         """The non-deferrable wait: the trigger's loop, in the worker, with the same events."""
         from airflow_video_edit.errors import VideoAPIError
-        from airflow_video_edit.triggers import error_event, job_event, progress_line, timeout_event
+        from airflow_video_edit.triggers import (
+            error_event,
+            job_event,
+            progress_line,
+            progress_step,
+            timeout_event,
+        )
 
         last = video
         self.log.info(progress_line(video))
@@ -193,7 +199,7 @@ class VideoEditOperator(ResumableJobMixin, BaseOperator):
                 current, _ = self.hook.poll_video(video.id)
             except VideoAPIError as exc:
                 return error_event(video.id, exc)
-            if (current.status, current.progress) != (last.status, last.progress):
+            if progress_step(current) != progress_step(last):
                 self.log.info(progress_line(current))
             last = current
             event = job_event(current)

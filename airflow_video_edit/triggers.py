@@ -63,6 +63,15 @@ def error_event(video_id: str, exc: VideoAPIError) -> dict[str, Any]:
     }
 
 
+def progress_step(video: Video | None) -> tuple[str, int] | None:
+    """What a log line is written for: a new status, or progress entering a new tenth.
+
+    Backends may report a slightly higher progress on every poll; a line per tenth says as much
+    without a line per poll (which floods the triggerer log and costs CPU at scale).
+    """
+    return None if video is None else (video.status, video.progress // 10)
+
+
 def progress_line(video: Video) -> str:
     if video.status == "in_progress":
         return f"video job {video.id}: in_progress {video.progress}%"
@@ -116,7 +125,7 @@ class VideoJobTrigger(BaseTrigger):
                 video, poll_after = await client.request(poll_video(self.video_id))
             except VideoAPIError as exc:  # not retryable, or the retry budget is spent
                 return error_event(self.video_id, exc)
-            if last is None or (video.status, video.progress) != (last.status, last.progress):
+            if progress_step(video) != progress_step(last):
                 self.log.info(progress_line(video))
             last = video
             event = job_event(video)

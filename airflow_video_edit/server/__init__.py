@@ -30,6 +30,8 @@ from typing import Any
 
 import httpx
 
+from airflow_video_edit.cli import KEEP_ALIVE_SECONDS
+
 from .app import DEFAULT_MAX_UPLOAD_BYTES, VideosApp, create_app
 from .jobs import DEFAULT_ASSET_TTL, JobStore
 
@@ -134,7 +136,12 @@ class LocalVideosServer:
         self._socket = sock
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off", log_level="warning"
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            log_level="warning",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -6,6 +6,7 @@ since the two share one retry policy and one set of request builders but have se
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
@@ -663,3 +664,28 @@ def test_settings_are_hashable_and_equal_by_value() -> None:
 def test_models_shared_by_parse_functions() -> None:
     response = httpx.Response(200, json=video_json(), request=httpx.Request("GET", "http://t/v1/videos/x"))
     assert isinstance(http.parse_video(response), models.Video)
+
+
+async def test_shared_async_client_is_built_once_for_concurrent_first_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[ClientSettings] = []
+
+    class Counting(http.AsyncVideosClient):
+        def __init__(self, settings: ClientSettings) -> None:
+            built.append(settings)
+            super().__init__(settings)
+
+    monkeypatch.setattr(http, "AsyncVideosClient", Counting)
+    settings = ClientSettings(base_url="http://test/v1", api_key=SECRET)
+    clients = await asyncio.gather(*(http.shared_async_client(settings) for _ in range(50)))
+    assert len(built) == 1
+    assert all(client is clients[0] for client in clients)
+    await clients[0].aclose()
+
+
+async def test_a_failed_shared_client_build_is_tried_again() -> None:
+    settings = ClientSettings(base_url="http://test/v1", verify="/nonexistent/ca-bundle.pem")
+    for _ in range(2):  # the failure is not cached: each caller gets the real error
+        with pytest.raises((OSError, FileNotFoundError)):
+            await http.shared_async_client(settings)

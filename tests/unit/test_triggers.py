@@ -319,6 +319,31 @@ async def test_logs_each_progress_change_not_every_poll(
     assert ours[2].endswith("completed")
 
 
+async def test_creeping_progress_logs_once_per_tenth(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Starts at ~15% (queued for the first 15% of the run), then +3% of the run per poll.
+    video_id = add_job(conn, started_ago=2000.0, duration=10000.0)
+
+    def on_sleep(n: int) -> None:
+        conn.store.jobs[video_id].created_at -= 300
+        if n == 12:
+            finish(conn, video_id)
+
+    patch_sleep(monkeypatch, Sleeps(on_sleep=on_sleep))
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    lines: list[str] = []
+    monkeypatch.setattr(
+        trigger.log, "info", lambda msg, *args, **kw: lines.append(msg % args if args else msg)
+    )
+    await events_of(trigger)
+    progress = [int(line.rsplit(" ", 1)[1].rstrip("%")) for line in lines if "in_progress" in line]
+    assert gets(conn) == 13
+    assert len(progress) < 13 - 1  # not a line per poll
+    assert len({p // 10 for p in progress}) == len(progress)  # one line per tenth reached
+    assert lines[-1].endswith("completed")
+
+
 # --- no blocking call on the event loop --------------------------------------------------------
 def test_no_blocking_call_in_the_event_loop(
     conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
