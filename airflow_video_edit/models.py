@@ -46,7 +46,8 @@ TERMINAL_STATUSES: frozenset[str] = frozenset({COMPLETED, FAILED})
 class _Model(BaseModel):
     """Base for response models: unknown fields are kept, not rejected."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # defer_build: the schemas are built on first use, not on import (DAG parsing imports us).
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class VideoError(_Model):

@@ -21,7 +21,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_video_edit.errors import VideoAPIError
 from airflow_video_edit.hooks import OpenAIVideosHook
-from airflow_video_edit.http import poll_video
+from airflow_video_edit.http import AsyncVideosClient, poll_video
 from airflow_video_edit.models import Video
 
 COMPLETED, FAILED, TIMEOUT, ERROR = "completed", "failed", "timeout", "error"
@@ -99,6 +99,7 @@ class VideoJobTrigger(BaseTrigger):
         self.conn_id = conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
+        self._client: AsyncVideosClient | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -115,14 +116,10 @@ class VideoJobTrigger(BaseTrigger):
         yield TriggerEvent(await self._wait())  # type: ignore[no-untyped-call]
 
     async def _wait(self) -> dict[str, Any]:
-        try:
-            client = await OpenAIVideosHook(self.conn_id).aget_client()
-        except Exception as exc:  # an unknown connection, or one whose fields make no sense
-            return error_event(self.video_id, VideoAPIError(f"connection {self.conn_id!r}: {exc}"))
         last: Video | None = None
         while True:
             try:
-                video, poll_after = await client.request(poll_video(self.video_id))
+                video, poll_after = await self._poll()
             except VideoAPIError as exc:  # not retryable, or the retry budget is spent
                 return error_event(self.video_id, exc)
             if progress_step(video) != progress_step(last):
@@ -138,6 +135,15 @@ class VideoJobTrigger(BaseTrigger):
                     return timeout_event(self.video_id, last)
                 wait = min(wait, remaining)
             await asyncio.sleep(wait)
+
+    async def _poll(self) -> tuple[Video, float | None]:
+        """One status request, over the process-wide pooled client (looked up once per run)."""
+        if self._client is None:
+            try:
+                self._client = await OpenAIVideosHook(self.conn_id).aget_client()
+            except Exception as exc:  # an unknown connection, or one whose fields make no sense
+                raise VideoAPIError(f"connection {self.conn_id!r}: {exc}") from None
+        return await self._client.request(poll_video(self.video_id))
 
     async def on_kill(self) -> None:
         """Cancel (delete) the remote job when a user marked the task failed or cleared it.

@@ -143,46 +143,19 @@ def count_polls() -> None:
 # The naive baseline: the same trigger, but a new httpx.AsyncClient for every poll
 # ------------------------------------------------------------------------------------------------
 def naive_trigger_class() -> type:
-    from airflow_video_edit.errors import VideoAPIError
     from airflow_video_edit.hooks import OpenAIVideosHook
     from airflow_video_edit.http import AsyncVideosClient, poll_video
-    from airflow_video_edit.triggers import (
-        VideoJobTrigger,
-        error_event,
-        job_event,
-        progress_line,
-        timeout_event,
-    )
+    from airflow_video_edit.models import Video
+    from airflow_video_edit.triggers import VideoJobTrigger
 
     class NaiveVideoJobTrigger(VideoJobTrigger):
-        """``VideoJobTrigger._wait`` with ``AsyncVideosClient(settings)`` (a new httpx.AsyncClient,
+        """``VideoJobTrigger`` with ``AsyncVideosClient(settings)`` (a new httpx.AsyncClient,
         pool and SSL context) created and closed around every poll instead of the shared client."""
 
-        async def _wait(self) -> dict[str, Any]:
-            try:
-                settings = await OpenAIVideosHook(self.conn_id).aget_settings()
-            except VideoAPIError as exc:
-                return error_event(self.video_id, exc)
-            last = None
-            while True:
-                try:
-                    async with AsyncVideosClient(settings) as client:
-                        video, poll_after = await client.request(poll_video(self.video_id))
-                except VideoAPIError as exc:
-                    return error_event(self.video_id, exc)
-                if last is None or (video.status, video.progress) != (last.status, last.progress):
-                    self.log.info(progress_line(video))
-                last = video
-                event = job_event(video)
-                if event is not None:
-                    return event
-                wait = max(self.poll_interval, poll_after or 0.0)
-                if self.deadline is not None:
-                    remaining = self.deadline - time.time()
-                    if remaining <= 0:
-                        return timeout_event(self.video_id, last)
-                    wait = min(wait, remaining)
-                await asyncio.sleep(wait)
+        async def _poll(self) -> tuple[Video, float | None]:
+            settings = await OpenAIVideosHook(self.conn_id).aget_settings()
+            async with AsyncVideosClient(settings) as client:
+                return await client.request(poll_video(self.video_id))
 
     return NaiveVideoJobTrigger
 
