@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -22,10 +21,7 @@ from _common import GIB, MIB, make_file, median, run_child, serve
 # Runs in a fresh interpreter: imports first, then the baseline RSS, then the download.
 CHILD = r"""
 import json, resource, sys, time
-via, base_url, destination, fsync = sys.argv[1:5]
-if fsync == "no-fsync":  # measure the transfer alone, without the durability flush
-    import os
-    os.fsync = lambda fd: None
+via, base_url, destination = sys.argv[1:4]
 from airflow_video_edit import http
 from airflow_video_edit.hooks import OpenAIVideosHook
 if via == "hook":
@@ -54,7 +50,7 @@ def main() -> None:
     args.dir.mkdir(parents=True, exist_ok=True)
     source = make_file(args.dir / "source-1gib.bin")
     target = args.dir / "downloaded.mp4"
-    rates: dict[str, list[float]] = {"curl": [], "curl+fsync": [], args.via: [], f"{args.via} no-fsync": []}
+    rates: dict[str, list[float]] = {"curl": [], args.via: []}
     growths = []
     with serve(source) as base_url:
         env = {
@@ -66,35 +62,25 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             # Each transfer starts with no dirty pages pending (sync), and the order alternates, so
             # no side pays for another's writeback.
-            sides = ["curl", "client", "client-no-fsync"]
+            sides = ["curl", "client"]
             for side in sides if run % 2 else sides[::-1]:
                 target.unlink(missing_ok=True)
                 subprocess.run(["sync"], check=True)
                 if side == "curl":
                     start = time.perf_counter()
                     subprocess.run(["curl", "-sS", "--fail", "-o", str(target), url], check=True)
-                    curl_seconds = time.perf_counter() - start
-                    with target.open("rb+") as handle:
-                        os.fsync(handle.fileno())
-                    rates["curl"].append(GIB / MIB / curl_seconds)
-                    rates["curl+fsync"].append(GIB / MIB / (time.perf_counter() - start))
+                    rates["curl"].append(GIB / MIB / (time.perf_counter() - start))
                 else:
-                    fsync = "fsync" if side == "client" else "no-fsync"
-                    child = run_child(CHILD, args.via, base_url, str(target), fsync, env=env)
+                    child = run_child(CHILD, args.via, base_url, str(target), env=env)
                     assert child["bytes"] == GIB
-                    name = args.via if side == "client" else f"{args.via} no-fsync"
-                    rates[name].append(GIB / MIB / child["seconds"])
+                    rates[args.via].append(GIB / MIB / child["seconds"])
                     growths.append((child["rss_after_kib"] - child["rss_before_kib"]) / 1024)
                 assert target.stat().st_size == GIB
             target.unlink()
             print(f"run {run}: " + "  ".join(f"{k} {v[-1]:.1f} MiB/s" for k, v in rates.items()))
     medians = {name: median(values) for name, values in rates.items()}
     print("median MiB/s: " + ", ".join(f"{name} {value:.1f}" for name, value in medians.items()))
-    print(
-        f"ratio {args.via} / curl: {medians[args.via] / medians['curl']:.2f}; "
-        f"{args.via} / curl+fsync: {medians[args.via] / medians['curl+fsync']:.2f}; "
-        f"{args.via} no-fsync / curl: {medians[f'{args.via} no-fsync'] / medians['curl']:.2f} (budget >= 0.8)"
-    )
+    print(f"ratio {args.via} / curl: {medians[args.via] / medians['curl']:.2f} (budget >= 0.8)")
     print(
         f"client peak RSS growth: median {median(growths):.1f} MiB, max {max(growths):.1f} MiB (budget <= 64)"
     )
