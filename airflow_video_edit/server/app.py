@@ -278,12 +278,16 @@ class VideosApp:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                # Counted before the client can have the reply: a test that got its answer
+                # reads stats that include it.
+                self.requests[(self._template(scope), status)] += 1
             await send(message)
 
         try:
             await self._app(scope, receive, observed_send)
         finally:
-            self.requests[(self._template(scope), status)] += 1
+            if not status:  # dropped before any reply
+                self.requests[(self._template(scope), status)] += 1
             if self.access_log and logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "%s %s %s %.1fms",
