@@ -180,31 +180,24 @@ class VideoEditOperator(ResumableJobMixin, BaseOperator):
     def _poll_in_worker(self, video: Video, deadline: float) -> dict[str, Any]:
         """The non-deferrable wait: the trigger's loop, in the worker, with the same events."""
         from airflow_video_edit.errors import VideoAPIError
-        from airflow_video_edit.triggers import (
-            error_event,
-            job_event,
-            progress_line,
-            progress_step,
-            timeout_event,
-        )
+        from airflow_video_edit.triggers import error_event, next_step, progress_line, progress_step
 
-        last = video
-        self.log.info(progress_line(video))
+        last: Video | None = None
+        poll_after: float | None = None
         while True:
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                return timeout_event(video.id, last)
-            time.sleep(min(self.poll_interval, remaining))
-            try:
-                current, _ = self.hook.poll_video(video.id)
-            except VideoAPIError as exc:
-                return error_event(video.id, exc)
-            if progress_step(current) != progress_step(last):
-                self.log.info(progress_line(current))
-            last = current
-            event = job_event(current)
+            if progress_step(video) != progress_step(last):
+                self.log.info(progress_line(video))
+            last = video
+            event, wait = next_step(
+                video, poll_interval=self.poll_interval, poll_after=poll_after, deadline=deadline
+            )
             if event is not None:
                 return event
+            time.sleep(wait)
+            try:
+                video, poll_after = self.hook.poll_video(video.id)
+            except VideoAPIError as exc:
+                return error_event(video.id, exc)
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         """A resumed try whose job had already completed: finish it without waiting."""

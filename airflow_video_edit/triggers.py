@@ -63,6 +63,26 @@ def error_event(video_id: str, exc: VideoAPIError) -> dict[str, Any]:
     }
 
 
+def next_step(
+    video: Video, *, poll_interval: float, poll_after: float | None, deadline: float | None
+) -> tuple[dict[str, Any] | None, float]:
+    """After one poll: the event that ends the wait, or else how long to sleep before the next.
+
+    The server's ``openai-poll-after-ms`` hint lengthens the wait, never shortens it; the wait
+    never passes the wall-clock deadline. Shared by the trigger and the operator's worker loop.
+    """
+    event = job_event(video)
+    if event is not None:
+        return event, 0.0
+    wait = max(poll_interval, poll_after or 0.0)
+    if deadline is not None:
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            return timeout_event(video.id, video), 0.0
+        wait = min(wait, remaining)
+    return None, wait
+
+
 def progress_step(video: Video | None) -> tuple[str, int] | None:
     """What a log line is written for: a new status, or progress entering a new tenth.
 
@@ -125,15 +145,11 @@ class VideoJobTrigger(BaseTrigger):
             if progress_step(video) != progress_step(last):
                 self.log.info(progress_line(video))
             last = video
-            event = job_event(video)
+            event, wait = next_step(
+                video, poll_interval=self.poll_interval, poll_after=poll_after, deadline=self.deadline
+            )
             if event is not None:
                 return event
-            wait = max(self.poll_interval, poll_after or 0.0)
-            if self.deadline is not None:
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
-                    return timeout_event(self.video_id, last)
-                wait = min(wait, remaining)
             await asyncio.sleep(wait)
 
     async def _poll(self) -> tuple[Video, float | None]:
