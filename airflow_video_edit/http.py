@@ -26,7 +26,7 @@ import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeVar
@@ -674,7 +674,7 @@ class VideosClient:
     def _response(self, call: Call[Any], *, stream: bool = False) -> Iterator[httpx.Response]:
         """One attempt: send, map failures to exceptions, yield a successful reply."""
         call = call.with_default_model(self.settings.default_model)
-        with call.upload[1].open() if call.upload else _no_file() as handle:
+        with call.upload[1].open() if call.upload else nullcontext() as handle:
             request = self._http.build_request(call.method, call.path, **_request_kwargs(call, handle))
             if stream:
                 request.headers.update(_DOWNLOAD_HEADERS)
@@ -720,11 +720,6 @@ class VideosClient:
                 written = target.commit(_content_length(response))
                 return Download(str(target.destination), written, response.headers.get("content-type"))
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-@contextmanager
-def _no_file() -> Iterator[None]:
-    yield None
 
 
 class _ReleasingStream(httpx.AsyncByteStream):
@@ -832,7 +827,7 @@ class AsyncVideosClient:
     async def _send(self, call: Call[Any], *, stream: bool = False) -> httpx.Response:
         """One attempt: send, map failures to exceptions, return a successful reply."""
         call = call.with_default_model(self.settings.default_model)
-        with call.upload[1].open() if call.upload else _no_file() as handle:
+        with call.upload[1].open() if call.upload else nullcontext() as handle:
             request = self._http.build_request(call.method, call.path, **_request_kwargs(call, handle))
             if stream:
                 request.headers.update(_DOWNLOAD_HEADERS)
