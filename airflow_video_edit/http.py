@@ -625,30 +625,6 @@ class _AtomicFile:
             self.temporary.unlink()
 
 
-@contextmanager
-def _large_reads(response: httpx.Response) -> Iterator[None]:
-    """Read this reply's body from the socket in CHUNK_SIZE reads instead of httpcore's 64 KiB.
-
-    At 64 KiB per read, h11's per-event parsing makes a 1 GiB download CPU-bound at about
-    450 MiB/s on 127.0.0.1; at 1 MiB it runs at about 1 GiB/s. httpcore has no setting for it, so
-    the read size is set on the one HTTP/1.1 connection under this reply (a private attribute
-    path of httpx 0.28 / httpcore 1.0, checked by a unit test) and put back after the body: the
-    pooled connection's later small replies read 64 KiB again. Where the path is not found
-    (another httpx, HTTP/2, a mock transport), nothing changes.
-    """
-    connection: Any = response.stream
-    for name in ("_stream", "_httpcore_stream", "_stream", "_connection"):
-        connection = getattr(connection, name, None)
-    if connection is None or not isinstance(getattr(connection, "READ_NUM_BYTES", None), int):
-        yield
-        return
-    connection.READ_NUM_BYTES = CHUNK_SIZE
-    try:
-        yield
-    finally:
-        del connection.READ_NUM_BYTES  # the class default again
-
-
 def _content_length(response: httpx.Response) -> int | None:
     value = response.headers.get("content-length")
     return int(value) if value and value.isdigit() else None
@@ -731,11 +707,10 @@ class VideosClient:
             with attempt, self._response(call, stream=True) as response:
                 target = _AtomicFile(destination)
                 try:
-                    # Chunks as the socket delivers them: re-chunking to CHUNK_SIZE in httpx
-                    # copies every byte twice and halved download throughput.
-                    with _large_reads(response):
-                        for chunk in response.iter_raw():
-                            target.write(chunk)
+                    # Chunks as the socket delivers them (<= 64 KiB): re-chunking to CHUNK_SIZE
+                    # in httpx copies every byte twice and halved download throughput.
+                    for chunk in response.iter_raw():
+                        target.write(chunk)
                 except httpx.TransportError as exc:
                     target.abort()
                     raise error_from_transport(exc) from None

@@ -689,38 +689,3 @@ async def test_a_failed_shared_client_build_is_tried_again() -> None:
     for _ in range(2):  # the failure is not cached: each caller gets the real error
         with pytest.raises((OSError, FileNotFoundError)):
             await http.shared_async_client(settings)
-
-
-def test_downloads_read_the_socket_in_large_reads_then_put_the_default_back() -> None:
-    """``_large_reads`` reaches httpcore's connection through private attributes: if an httpx
-    or httpcore upgrade moves them, this fails instead of downloads silently slowing down."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    body = b"x" * (3 * 1024 * 1024)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/content"
-        with httpx.Client() as client, client.stream("GET", url) as response:
-            connection = response.stream._stream._httpcore_stream._stream._connection  # type: ignore[attr-defined]
-            before = connection.READ_NUM_BYTES
-            with http._large_reads(response):
-                assert connection.READ_NUM_BYTES == http.CHUNK_SIZE
-                data = b"".join(response.iter_raw())
-            after = connection.READ_NUM_BYTES
-        assert before == after == 64 * 1024
-        assert data == body
-    finally:
-        server.shutdown()
