@@ -435,7 +435,20 @@ def get_character(character_id: str) -> Call[models.VideoCharacter]:
     return Call("GET", path, parse_character)
 
 
-def _request_kwargs(call: Call[Any], handle: IO[bytes] | None) -> dict[str, Any]:
+def build_request(
+    client: httpx.Client | httpx.AsyncClient,
+    call: Call[Any],
+    handle: IO[bytes] | None,
+    *,
+    default_model: str | None,
+    stream: bool,
+) -> httpx.Request:
+    """The one way a ``Call`` becomes an httpx request, for the sync and async senders alike.
+
+    ``handle`` is the upload, opened anew for each attempt. A streamed download asks for the
+    identity encoding, so that Content-Length counts the bytes written to disk.
+    """
+    call = call.with_default_model(default_model)
     kwargs: dict[str, Any] = {}
     if call.params:
         kwargs["params"] = call.params
@@ -447,7 +460,9 @@ def _request_kwargs(call: Call[Any], handle: IO[bytes] | None) -> dict[str, Any]
         kwargs["data"] = call.form or {}
     elif call.form is not None:
         kwargs["data"] = call.form
-    return kwargs
+    if stream:
+        kwargs["headers"] = {"Accept-Encoding": "identity"}
+    return client.build_request(call.method, call.path, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -592,9 +607,8 @@ def retry_policy(settings: ClientSettings, *, creates_job: bool) -> dict[str, An
 class _AtomicFile:
     """A download target written under a temporary name, renamed into place when complete.
 
-    Readers never see a partial file. There is no fsync: it would cost a quarter of the
-    throughput, and what it guards against (a power cut right after the rename) ends the task
-    too, whose next try downloads the file again.
+    Readers never see a partial file. There is no fsync: what it guards against (a power cut
+    right after the rename) ends the task too, and the task's next try downloads again.
     """
 
     def __init__(self, destination: Any) -> None:
@@ -639,9 +653,6 @@ class Download:
     content_type: str | None
 
 
-_DOWNLOAD_HEADERS = {"Accept-Encoding": "identity"}
-
-
 class VideosClient:
     """Synchronous sender over one ``httpx.Client``."""
 
@@ -673,11 +684,10 @@ class VideosClient:
     @contextmanager
     def _response(self, call: Call[Any], *, stream: bool = False) -> Iterator[httpx.Response]:
         """One attempt: send, map failures to exceptions, yield a successful reply."""
-        call = call.with_default_model(self.settings.default_model)
         with call.upload[1].open() if call.upload else nullcontext() as handle:
-            request = self._http.build_request(call.method, call.path, **_request_kwargs(call, handle))
-            if stream:
-                request.headers.update(_DOWNLOAD_HEADERS)
+            request = build_request(
+                self._http, call, handle, default_model=self.settings.default_model, stream=stream
+            )
             try:
                 response = self._http.send(request, stream=True)
             except httpx.TransportError as exc:
@@ -826,11 +836,10 @@ class AsyncVideosClient:
 
     async def _send(self, call: Call[Any], *, stream: bool = False) -> httpx.Response:
         """One attempt: send, map failures to exceptions, return a successful reply."""
-        call = call.with_default_model(self.settings.default_model)
         with call.upload[1].open() if call.upload else nullcontext() as handle:
-            request = self._http.build_request(call.method, call.path, **_request_kwargs(call, handle))
-            if stream:
-                request.headers.update(_DOWNLOAD_HEADERS)
+            request = build_request(
+                self._http, call, handle, default_model=self.settings.default_model, stream=stream
+            )
             try:
                 response = await self._http.send(request, stream=True)
                 if response.is_error or not stream:
