@@ -6,12 +6,13 @@ the operations; requests, errors and retries live in :mod:`airflow_video_edit.ht
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+from airflow.providers.common.compat.connection import get_async_connection
 from airflow.sdk import BaseHook
 from airflow.sdk.log import amask_secret, mask_secret
 
@@ -20,6 +21,20 @@ from airflow_video_edit.errors import InvalidInputError, VideoAPIError
 from airflow_video_edit.http import ClientSettings, Download
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+try:
+    from airflow.providers.common.compat.connection import get_async_extra_dejson
+except ImportError:  # common-compat < 1.21 (the newest release for Python 3.10)
+
+    async def get_async_extra_dejson(conn: Any) -> dict[str, Any]:  # type: ignore[misc]
+        """The extra, with its secrets masked, without blocking the event loop.
+
+        What common-compat >= 1.21 does: Airflow >= 3.3.2 masks asynchronously; before that the
+        synchronous ``extra_dejson`` (a blocking call to the supervisor) runs in a worker thread.
+        """
+        if hasattr(conn, "aextra_dejson"):
+            return dict(await conn.aextra_dejson())
+        return dict(await asyncio.to_thread(lambda: conn.extra_dejson))
 
 
 def _as_mapping(value: Any, name: str) -> dict[str, str]:

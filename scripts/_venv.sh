@@ -1,23 +1,72 @@
-# Sourced by the scripts here: create a virtual environment and install the project into it.
-# Needs only python3 (3.10+) and access to PyPI; uv is installed with pip when it is missing.
+# Sourced by the scripts here: create a virtual environment inside the project and install the
+# project into it. Needs only a Python 3.10+ interpreter with its standard venv module, and a
+# package index. Nothing is installed outside the venv: pip runs as the venv's own interpreter,
+# and uv, when it is on PATH, is only used for speed, pointed at that interpreter explicitly.
 
-_uv() {
-    if command -v uv >/dev/null 2>&1; then
-        uv "$@"
-    else
-        if ! python3 -m uv --version >/dev/null 2>&1; then
-            python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
+# step_failed WHAT WHY: say which step failed and why, then stop.
+step_failed() {
+    printf '\nFAILED: %s\n  %s\n' "$1" "$2" >&2
+    exit 1
+}
+
+# find_python [NAME...]: the first interpreter of at least Python 3.10 among NAME (default
+# python3), printed as a path; nothing when none fits.
+find_python() {
+    local name path
+    for name in "${@:-python3}"; do
+        path="$(command -v "$name" 2>/dev/null)" || continue
+        if "$path" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+            printf '%s\n' "$path"
+            return 0
         fi
-        python3 -m uv "$@"
+    done
+    return 1
+}
+
+# ensure_venv DIR PYTHON SPEC [REQUIREMENT...]: a venv at DIR made by PYTHON, with the project
+# (SPEC, e.g. ".[test]") installed editable, plus any extra requirements (pins, e.g.
+# "apache-airflow==3.3.0"). Logs go to DIR/install.log.
+ensure_venv() {
+    local dir="$1" python="$2" spec="$3"
+    shift 3
+    local log="$dir.install.log"
+    if [ ! -x "$dir/bin/python" ]; then
+        "$python" -m venv "$dir" >"$log" 2>&1 || {
+            rm -rf "$dir"
+            step_failed "creating the virtual environment $dir with $python" \
+                "$(tail -3 "$log") (on Debian/Ubuntu: apt-get install python3-venv)"
+        }
+    fi
+    local venv_python="$dir/bin/python"
+    if command -v uv >/dev/null 2>&1; then
+        uv pip install --quiet --python "$venv_python" -e "$spec" "$@" >>"$log" 2>&1 || {
+            tail -25 "$log" >&2
+            step_failed "installing $spec into $dir with uv" "see the lines above and $log"
+        }
+    else
+        "$venv_python" -m pip install --quiet --disable-pip-version-check --upgrade pip >>"$log" 2>&1 || true
+        "$venv_python" -m pip install --quiet --disable-pip-version-check -e "$spec" "$@" >>"$log" 2>&1 || {
+            tail -25 "$log" >&2
+            step_failed "installing $spec into $dir with pip" \
+                "see the lines above and $log (a package index must be reachable)"
+        }
     fi
 }
 
-# ensure_venv DIR SPEC [EXTRA_REQUIREMENT...]: a venv at DIR with SPEC (e.g. ".[test]") installed.
-ensure_venv() {
-    local dir="$1" spec="$2"
-    shift 2
-    if [ ! -x "$dir/bin/python" ]; then
-        _uv venv --quiet --python python3 "$dir"
-    fi
-    VIRTUAL_ENV="$dir" _uv pip install --quiet -e "$spec" "$@"
+# find_python_version X.Y: an interpreter of Python X.Y from this machine: $PYTHON_X_Y (e.g.
+# PYTHON_3_10=/opt/py310/bin/python3), pythonX.Y on PATH, or a pyenv-installed X.Y. Nothing
+# when the machine has none.
+find_python_version() {
+    local version="$1" variable candidate
+    variable="PYTHON_${version//./_}"
+    for candidate in "${!variable:-}" "python$version" \
+        $(command -v pyenv >/dev/null 2>&1 && ls -d "$(pyenv root)/versions/$version".*/bin/python"$version" 2>/dev/null | sort -V -r); do
+        [ -n "$candidate" ] || continue
+        candidate="$(command -v "$candidate" 2>/dev/null)" || continue
+        if "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$version'.split('.'))))" 2>/dev/null; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
 }

@@ -11,7 +11,10 @@ step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nFAILED: %s\n' "$*" >&2; exit 1; }
 
 step "Setting up the environment in .venv (Airflow 3, this provider, the local server)"
-ensure_venv .venv ".[server]"
+PYTHON="$(find_python "${PYTHON:-python3}")" ||
+    step_failed "finding Python" "no ${PYTHON:-python3} of version 3.10 or newer on PATH (set PYTHON=/path/to/python3.x)"
+echo "    with $("$PYTHON" --version) ($PYTHON); install log: .venv.install.log"
+ensure_venv .venv "$PYTHON" ".[server]"
 PY="$ROOT/.venv/bin/python"
 "$PY" -c "import airflow, airflow_video_edit; print('    Airflow', airflow.__version__, '/ airflow-video-edit', airflow_video_edit.__version__)"
 

@@ -23,10 +23,11 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-DAGS_FOLDER = "/work/main/dags"
+DAGS_FOLDER = str(Path(__file__).resolve().parents[2] / "dags")
 RESULT_PREFIX = "RESULT "
 
 

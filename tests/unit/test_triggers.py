@@ -358,11 +358,16 @@ def test_no_blocking_call_in_the_event_loop(
     warm_id = add_job(conn, duration=0.0)
     video_id = add_job(conn, started_ago=0.0, duration=1.0)
     caplog.set_level(logging.WARNING, logger="asyncio")
-    with asyncio.Runner(debug=True) as runner:
-        runner.get_loop().slow_callback_duration = 0.05
-        runner.run(events_of(VideoJobTrigger(warm_id, CONN_ID, poll_interval=0.1)))
+    loop = asyncio.new_event_loop()  # asyncio.Runner(debug=True) from Python 3.11 on
+    try:
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.05
+        loop.run_until_complete(events_of(VideoJobTrigger(warm_id, CONN_ID, poll_interval=0.1)))
         caplog.clear()
-        events = runner.run(events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.1)))
+        events = loop.run_until_complete(events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.1)))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
     assert [e["event"] for e in events] == ["completed"]
     assert gets(conn) >= 4  # the warm-up's one poll, then several of the measured trigger
     slow = [r.getMessage() for r in caplog.records if r.name == "asyncio" and "took" in r.getMessage()]
