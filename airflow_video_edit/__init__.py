@@ -41,6 +41,12 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": ["airflow_video_edit.operators"],
             }
         ],
+        "sensors": [
+            {
+                "integration-name": "OpenAI-compatible Videos API",
+                "python-modules": ["airflow_video_edit.sensors"],
+            }
+        ],
         "triggers": [
             {
                 "integration-name": "OpenAI-compatible Videos API",

@@ -120,3 +120,7 @@ def error_class_for_status(status_code: int) -> type[APIStatusError]:
     if status_code >= 500:
         return ServerError
     return _BY_STATUS.get(status_code, APIStatusError)
+
+
+class VideoJobFailed(Exception):
+    """A video job failed, timed out, or could not be followed. Carries the backend's reason."""

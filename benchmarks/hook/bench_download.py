@@ -22,15 +22,16 @@ from _common import GIB, MIB, make_file, median, run_child, serve
 CHILD = r"""
 import json, resource, sys, time
 via, base_url, destination = sys.argv[1:4]
-from airflow_video_edit import http
+from airflow_video_edit import calls, clients
+from airflow_video_edit.settings import ClientSettings
 from airflow_video_edit.hooks import OpenAIVideosHook
 if via == "hook":
     hook = OpenAIVideosHook()
     hook.settings  # resolve the connection before the baseline
     download = lambda: hook.download_content("video_bench", destination)
 else:
-    client = http.VideosClient(http.ClientSettings(base_url=base_url, api_key="sk-bench"))
-    download = lambda: client.download(http.download_content("video_bench"), destination)
+    client = clients.VideosClient(ClientSettings(base_url=base_url, api_key="sk-bench"))
+    download = lambda: client.download(calls.download_content("video_bench"), destination)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 result = download()

@@ -1,6 +1,6 @@
 """Benchmark 2: edit by upload of a 1 GiB file to a server on 127.0.0.1 that discards the body.
 
-``VideosClient.request(http.edit_video(path, "prompt"))`` in a fresh process; budget: client peak
+``VideosClient.request(calls.edit_video(path, "prompt"))`` in a fresh process; budget: client peak
 RSS growth <= 64 MiB. Median of ``--runs`` runs.
 
 Usage: .venv/bin/python benchmarks/hook/bench_upload.py [--runs 3] [--dir /tmp/airflow-video-edit-bench]
@@ -17,11 +17,12 @@ from _common import GIB, MIB, make_file, median, run_child, serve
 CHILD = r"""
 import json, resource, sys, time
 base_url, source = sys.argv[1:3]
-from airflow_video_edit import http
-client = http.VideosClient(http.ClientSettings(base_url=base_url, api_key="sk-bench", read_timeout=600))
+from airflow_video_edit import calls, clients
+from airflow_video_edit.settings import ClientSettings
+client = clients.VideosClient(ClientSettings(base_url=base_url, api_key="sk-bench", read_timeout=600))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
-video = client.request(http.edit_video(source, "prompt"))
+video = client.request(calls.edit_video(source, "prompt"))
 seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": seconds, "received": video.received_bytes, "rss_before_kib": before,

@@ -128,7 +128,7 @@ def count_connections() -> None:
 
 def count_polls() -> None:
     """Client-side poll count (a cross-check of the server's count)."""
-    from airflow_video_edit.http import AsyncVideosClient
+    from airflow_video_edit.clients import AsyncVideosClient
 
     original = AsyncVideosClient.request
 
@@ -143,8 +143,9 @@ def count_polls() -> None:
 # The naive baseline: the same trigger, but a new httpx.AsyncClient for every poll
 # ------------------------------------------------------------------------------------------------
 def naive_trigger_class() -> type:
+    from airflow_video_edit.calls import poll_video
+    from airflow_video_edit.clients import AsyncVideosClient
     from airflow_video_edit.hooks import OpenAIVideosHook
-    from airflow_video_edit.http import AsyncVideosClient, poll_video
     from airflow_video_edit.models import Video
     from airflow_video_edit.triggers import VideoJobTrigger
 
@@ -338,16 +339,18 @@ def main() -> None:
     count_connections()
     count_polls()
     if args.shard_size:
-        from airflow_video_edit import http as http_module
+        from airflow_video_edit.transport import ShardedTransport
 
-        http_module._ShardedTransport.SHARD_SIZE = args.shard_size
+        ShardedTransport.SHARD_SIZE = args.shard_size
     if args.pool_size:
         from dataclasses import replace
 
-        from airflow_video_edit import http
+        from airflow_video_edit import clients
 
-        shared = http.shared_async_client
-        http.shared_async_client = lambda settings: shared(replace(settings, max_connections=args.pool_size))
+        shared = clients.shared_async_client
+        clients.shared_async_client = lambda settings: shared(
+            replace(settings, max_connections=args.pool_size)
+        )
     import airflow_video_edit.triggers  # noqa: F401 - import cost outside the measurement
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-triggers-"))

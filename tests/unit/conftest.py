@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_video_edit import http
-from airflow_video_edit.http import AsyncVideosClient, ClientSettings, VideosClient
+from airflow_video_edit import clients
+from airflow_video_edit.clients import AsyncVideosClient, VideosClient
+from airflow_video_edit.settings import ClientSettings
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 BASE_URL = "http://test/v1"
@@ -242,7 +243,7 @@ def wire_hook(monkeypatch: pytest.MonkeyPatch, sleeps: Sleeps) -> Iterator[Calla
                 )
             return client
 
-        monkeypatch.setattr(http, "shared_async_client", shared)
+        monkeypatch.setattr(clients, "shared_async_client", shared)
         hooks.append(hook)
         return hook
 

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from airflow_video_edit import errors
-from airflow_video_edit.hooks import OpenAIVideosHook, settings_from_connection
+from airflow_video_edit.hooks import OpenAIVideosHook
+from airflow_video_edit.settings import settings_from_connection
 
 from .conftest import SECRET, Seen, Server, set_connection, video_json
 

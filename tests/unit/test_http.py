@@ -20,8 +20,8 @@ import httpx
 import pytest
 import tenacity
 
-from airflow_video_edit import errors, http, models
-from airflow_video_edit.http import ClientSettings
+from airflow_video_edit import calls, clients, errors, models, replies, retries
+from airflow_video_edit.settings import ClientSettings
 
 from .conftest import SECRET, Server, Sleeps, error_json, never_called, video_json
 
@@ -48,7 +48,7 @@ def mode(request: pytest.FixtureRequest) -> str:
 def send(mode: str, make_client: Any, make_async_client: Any) -> Any:
     """``await send(server, call, **settings overrides)``, through the sync or the async client."""
 
-    async def send(handler: Any, call: http.Call[Any], **overrides: Any) -> Any:
+    async def send(handler: Any, call: calls.Call[Any], **overrides: Any) -> Any:
         if mode == "sync":
             return make_client(handler, **overrides).request(call)
         return await make_async_client(handler, **overrides).request(call)
@@ -58,7 +58,7 @@ def send(mode: str, make_client: Any, make_async_client: Any) -> Any:
 
 @pytest.fixture
 def download(mode: str, make_client: Any, make_async_client: Any) -> Any:
-    async def download(handler: Any, call: http.Call[Any], destination: Any, **overrides: Any) -> Any:
+    async def download(handler: Any, call: calls.Call[Any], destination: Any, **overrides: Any) -> Any:
         if mode == "sync":
             return make_client(handler, **overrides).download(call, destination)
         return await make_async_client(handler, **overrides).download(call, destination)
@@ -74,7 +74,7 @@ async def test_get_retried_on_status_then_succeeds(
     send: Any, server: Server, sleeps: Sleeps, code: int
 ) -> None:
     server.reply(status(code), status(code), ok(video_json("video_9", "completed")))
-    video = await send(server, http.retrieve_video("video_9"))
+    video = await send(server, calls.retrieve_video("video_9"))
     assert video.id == "video_9"
     assert video.succeeded
     assert len(server.seen) == 3
@@ -85,7 +85,7 @@ async def test_get_retried_on_status_then_succeeds(
 async def test_client_errors_not_retried(send: Any, server: Server, sleeps: Sleeps, code: int) -> None:
     server.reply(status(code), ok())
     with pytest.raises(errors.APIStatusError) as info:
-        await send(server, http.retrieve_video("video_1"))
+        await send(server, calls.retrieve_video("video_1"))
     assert info.value.status_code == code
     assert len(server.seen) == 1
     assert sleeps == []
@@ -93,20 +93,20 @@ async def test_client_errors_not_retried(send: Any, server: Server, sleeps: Slee
 
 async def test_retry_after_ms_honoured(send: Any, server: Server, sleeps: Sleeps) -> None:
     server.reply(status(429, **{"retry-after-ms": "1500", "retry-after": "30"}), ok())
-    await send(server, http.retrieve_video("video_1"))
+    await send(server, calls.retrieve_video("video_1"))
     assert sleeps == [1.5]
 
 
 async def test_retry_after_seconds_honoured(send: Any, server: Server, sleeps: Sleeps) -> None:
     server.reply(status(503, **{"retry-after": "7"}), ok())
-    await send(server, http.retrieve_video("video_1"))
+    await send(server, calls.retrieve_video("video_1"))
     assert sleeps == [7.0]
 
 
 async def test_retry_after_http_date_honoured(send: Any, server: Server, sleeps: Sleeps) -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     server.reply(status(503, **{"retry-after": when}), ok())
-    await send(server, http.retrieve_video("video_1"))
+    await send(server, calls.retrieve_video("video_1"))
     assert len(sleeps) == 1
     assert 27 <= sleeps[0] <= 31
 
@@ -116,22 +116,22 @@ async def test_retry_after_http_date_honoured(send: Any, server: Server, sleeps:
 )
 async def test_retry_after_capped(send: Any, server: Server, sleeps: Sleeps, headers: dict[str, str]) -> None:
     server.reply(status(429, **headers), ok())
-    await send(server, http.retrieve_video("video_1"), max_retry_after=12.0)
+    await send(server, calls.retrieve_video("video_1"), max_retry_after=12.0)
     assert sleeps == [12.0]
 
 
 def test_parse_retry_after_forms() -> None:
     now = 1_700_000_000.0
     date = email.utils.formatdate(now + 20, usegmt=True)
-    assert http.parse_retry_after(httpx.Headers({"retry-after": date}), now=now) == pytest.approx(20)
-    assert http.parse_retry_after(httpx.Headers({"retry-after": "2.5"})) == 2.5
-    assert http.parse_retry_after(httpx.Headers({"retry-after-ms": "250"})) == 0.25
+    assert replies.parse_retry_after(httpx.Headers({"retry-after": date}), now=now) == pytest.approx(20)
+    assert replies.parse_retry_after(httpx.Headers({"retry-after": "2.5"})) == 2.5
+    assert replies.parse_retry_after(httpx.Headers({"retry-after-ms": "250"})) == 0.25
     # Bad ms value falls back to retry-after; a date in the past means "now".
-    assert http.parse_retry_after(httpx.Headers({"retry-after-ms": "soon", "retry-after": "3"})) == 3
+    assert replies.parse_retry_after(httpx.Headers({"retry-after-ms": "soon", "retry-after": "3"})) == 3
     past = email.utils.formatdate(now - 100, usegmt=True)
-    assert http.parse_retry_after(httpx.Headers({"retry-after": past}), now=now) == 0
-    assert http.parse_retry_after(httpx.Headers({"retry-after": "garbage"})) is None
-    assert http.parse_retry_after(httpx.Headers({})) is None
+    assert replies.parse_retry_after(httpx.Headers({"retry-after": past}), now=now) == 0
+    assert replies.parse_retry_after(httpx.Headers({"retry-after": "garbage"})) is None
+    assert replies.parse_retry_after(httpx.Headers({})) is None
 
 
 async def test_backoff_without_retry_after_is_jittered_and_bounded(
@@ -140,7 +140,7 @@ async def test_backoff_without_retry_after_is_jittered_and_bounded(
     server.reply(
         status(500), status(500), status(500), status(500), status(500), status(500), status(500), ok()
     )
-    await send(server, http.retrieve_video("video_1"), max_retries=10)
+    await send(server, calls.retrieve_video("video_1"), max_retries=10)
     assert len(sleeps) == 7
     for attempt, wait in enumerate(sleeps, start=1):
         # Full jitter under an exponential bound 0.5 * 2^n, capped at 8 s.
@@ -149,7 +149,7 @@ async def test_backoff_without_retry_after_is_jittered_and_bounded(
 
 
 def test_backoff_cap_is_8_seconds() -> None:
-    wait = http._Wait(cap=60)
+    wait = retries._Wait(cap=60)
     state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=None, args=(), kwargs={})
     state.set_exception((errors.ServerError, errors.ServerError("x", status_code=500), None))
     waits = []
@@ -164,7 +164,7 @@ async def test_exhausted_budget_raises_last_error(send: Any, server: Server, sle
     replies = [status(502, error_json(f"attempt {n}"), **{"x-request-id": f"req_{n}"}) for n in range(1, 5)]
     server.reply(*replies)
     with pytest.raises(errors.ServerError) as info:
-        await send(server, http.retrieve_video("video_1"), max_retries=3)
+        await send(server, calls.retrieve_video("video_1"), max_retries=3)
     assert len(server.seen) == 4  # max_retries + 1 attempts
     assert len(sleeps) == 3
     assert info.value.message == "attempt 4"
@@ -174,7 +174,7 @@ async def test_exhausted_budget_raises_last_error(send: Any, server: Server, sle
 async def test_zero_retries_means_one_attempt(send: Any, server: Server, sleeps: Sleeps) -> None:
     server.reply(status(503))
     with pytest.raises(errors.ServerError):
-        await send(server, http.retrieve_video("video_1"), max_retries=0)
+        await send(server, calls.retrieve_video("video_1"), max_retries=0)
     assert len(server.seen) == 1
 
 
@@ -198,7 +198,7 @@ async def test_stop_by_total_retry_time(
     monkeypatch.setattr(sleeps, "async_", aadvance)
     server.reply(status(503, **{"retry-after": "20"}))
     with pytest.raises(errors.ServerError):
-        await send(server, http.retrieve_video("video_1"), max_retries=100, max_retry_seconds=50)
+        await send(server, calls.retrieve_video("video_1"), max_retries=100, max_retry_seconds=50)
     # Waits of 20 s: after 2 waits (40 s) the next one would end past 50 s, so it stops.
     assert sleeps == [20.0, 20.0]
     assert len(server.seen) == 3
@@ -207,10 +207,10 @@ async def test_stop_by_total_retry_time(
 @pytest.mark.parametrize(
     "call",
     [
-        http.create_video("a cat"),
-        http.edit_video("video_1", "make it blue"),
-        http.remix_video("video_1", "make it red"),
-        http.extend_video("video_1", "and then", 8),
+        calls.create_video("a cat"),
+        calls.edit_video("video_1", "make it blue"),
+        calls.remix_video("video_1", "make it red"),
+        calls.extend_video("video_1", "and then", 8),
     ],
     ids=["create", "edit", "remix", "extend"],
 )
@@ -220,7 +220,7 @@ async def test_stop_by_total_retry_time(
     ids=["500", "read-timeout", "reset"],
 )
 async def test_job_creating_post_not_retried_after_ambiguous_failure(
-    send: Any, server: Server, sleeps: Sleeps, call: http.Call[Any], failure: Any
+    send: Any, server: Server, sleeps: Sleeps, call: calls.Call[Any], failure: Any
 ) -> None:
     server.reply(failure, ok())
     with pytest.raises(errors.VideoAPIError):
@@ -237,7 +237,7 @@ async def test_job_creating_post_retried_when_surely_not_created(
     send: Any, server: Server, sleeps: Sleeps, failure: Any
 ) -> None:
     server.reply(failure, ok())
-    video = await send(server, http.create_video("a cat"))
+    video = await send(server, calls.create_video("a cat"))
     assert video.id == "video_123"
     assert len(server.seen) == 2
     assert server.seen[0].json() == server.seen[1].json() == {"prompt": "a cat"}
@@ -245,21 +245,21 @@ async def test_job_creating_post_retried_when_surely_not_created(
 
 async def test_job_creating_post_retried_on_500_when_opted_in(send: Any, server: Server) -> None:
     server.reply(status(500), httpx.ReadTimeout("timed out"), ok())
-    video = await send(server, http.remix_video("video_1", "again"), retry_job_creation=True)
+    video = await send(server, calls.remix_video("video_1", "again"), retry_job_creation=True)
     assert video.id == "video_123"
     assert len(server.seen) == 3
 
 
 async def test_non_job_post_and_delete_retried_on_500(send: Any, server: Server, tmp_path: Path) -> None:
     server.reply(status(500), ok({"id": "video_1", "object": "video.deleted", "deleted": True}))
-    deleted = await send(server, http.delete_video("video_1"))
+    deleted = await send(server, calls.delete_video("video_1"))
     assert deleted.deleted
     assert len(server.seen) == 2
 
 
 async def test_get_retried_on_transport_errors(send: Any, server: Server) -> None:
     server.reply(httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("reset"), ok())
-    await send(server, http.retrieve_video("video_1"))
+    await send(server, calls.retrieve_video("video_1"))
     assert len(server.seen) == 3
 
 
@@ -270,7 +270,7 @@ async def test_upload_retried_rereads_file_from_start(
     source = tmp_path / "in.mp4"
     source.write_bytes(payload)
     server.reply(status(429), ok())
-    await send(server, http.edit_video(str(source), "blue"))
+    await send(server, calls.edit_video(str(source), "blue"))
     assert len(server.seen) == 2
     for seen in server.seen:
         fields = seen.multipart()
@@ -284,7 +284,7 @@ async def test_upload_of_non_job_post_retried_on_500_rereads(
     source = tmp_path / "clip.mov"
     source.write_bytes(b"m" * 300_000)
     server.reply(status(500), status(502), ok({"id": "char_1", "name": "Bob", "created_at": 1}))
-    character = await send(server, http.create_character(source, "Bob"))
+    character = await send(server, calls.create_character(source, "Bob"))
     assert character.id == "char_1"
     assert [s.multipart()["video"] for s in server.seen] == [("clip.mov", b"m" * 300_000)] * 3
 
@@ -317,7 +317,7 @@ async def test_download_writes_content_and_creates_directory(
     body = b"\x00\x01video" * 400_000
     server.reply(httpx.Response(200, content=body, headers={"content-type": "video/mp4"}))
     destination = tmp_path / "deep" / "er" / "out.mp4"
-    result = await download(server, http.download_content("video_1"), destination)
+    result = await download(server, calls.download_content("video_1"), destination)
     assert destination.read_bytes() == body
     assert result.bytes == len(body)
     assert result.path == str(destination)
@@ -334,7 +334,7 @@ async def test_download_content_length_mismatch_retried_then_ok(
     short = httpx.Response(200, content=b"x" * 50, headers={"content-length": "100"})
     server.reply(short, httpx.Response(200, content=b"y" * 100))
     destination = tmp_path / "out.mp4"
-    await download(server, http.download_content("video_1"), destination)
+    await download(server, calls.download_content("video_1"), destination)
     assert destination.read_bytes() == b"y" * 100
     assert len(server.seen) == 2
     assert len(sleeps) == 1
@@ -345,7 +345,7 @@ async def test_download_truncated_leaves_nothing(download: Any, server: Server, 
     server.reply(httpx.Response(200, content=b"x" * 50, headers={"content-length": "100"}))
     destination = tmp_path / "out.mp4"
     with pytest.raises(errors.TransportError, match="truncated: got 50 of 100"):
-        await download(server, http.download_content("video_1"), destination, max_retries=2)
+        await download(server, calls.download_content("video_1"), destination, max_retries=2)
     assert len(server.seen) == 3
     assert _leftovers(tmp_path) == []
 
@@ -357,7 +357,7 @@ async def test_download_stream_error_leaves_nothing_and_keeps_old_file(
     destination.write_bytes(b"previous")
     server.reply(lambda request: httpx.Response(200, stream=_BrokenStream(b"partial" * 1000)))
     with pytest.raises(errors.TransportError, match="ReadError"):
-        await download(server, http.download_content("video_1"), destination, max_retries=1)
+        await download(server, calls.download_content("video_1"), destination, max_retries=1)
     assert len(server.seen) == 2
     assert destination.read_bytes() == b"previous"
     assert _leftovers(tmp_path) == ["out.mp4"]
@@ -366,7 +366,7 @@ async def test_download_stream_error_leaves_nothing_and_keeps_old_file(
 async def test_download_stream_error_then_success(download: Any, server: Server, tmp_path: Path) -> None:
     server.reply(httpx.Response(200, stream=_BrokenStream(b"partial")), httpx.Response(200, content=b"whole"))
     destination = tmp_path / "out.png"
-    result = await download(server, http.download_content("video_1", "thumbnail"), destination)
+    result = await download(server, calls.download_content("video_1", "thumbnail"), destination)
     assert destination.read_bytes() == b"whole"
     assert result.bytes == 5
     assert server.last.params["variant"] == "thumbnail"
@@ -375,7 +375,7 @@ async def test_download_stream_error_then_success(download: Any, server: Server,
 async def test_download_error_status_writes_nothing(download: Any, server: Server, tmp_path: Path) -> None:
     server.reply(status(404, error_json("expired", code="not_found")))
     with pytest.raises(errors.NotFoundError, match="expired"):
-        await download(server, http.download_content("video_1"), tmp_path / "out.mp4")
+        await download(server, calls.download_content("video_1"), tmp_path / "out.mp4")
     assert _leftovers(tmp_path) == []
 
 
@@ -387,7 +387,7 @@ def _error(code: int, content: bytes, content_type: str = "application/json", **
     response = httpx.Response(
         code, content=content, headers={"content-type": content_type, **headers}, request=request
     )
-    return http.error_from_response(response)
+    return replies.error_from_response(response)
 
 
 def test_error_openai_shape() -> None:
@@ -490,7 +490,7 @@ async def test_malformed_success_body_is_retried_for_a_read(send: Any, server: S
         httpx.Response(200, content=b"{not json", headers={"x-request-id": "req_z"}),
         httpx.Response(200, json=video_json("video_1")),
     )
-    video = await send(server, http.retrieve_video("video_1"))
+    video = await send(server, calls.retrieve_video("video_1"))
     assert video.id == "video_1"
     assert len(server.seen) == 2
 
@@ -498,19 +498,19 @@ async def test_malformed_success_body_is_retried_for_a_read(send: Any, server: S
 async def test_malformed_reply_to_a_job_creating_post_is_not_resent(send: Any, server: Server) -> None:
     server.reply(httpx.Response(200, json={"unexpected": True}, headers={"x-request-id": "req_z"}))
     with pytest.raises(errors.MalformedResponseError, match="unexpected reply to POST /v1/videos") as info:
-        await send(server, http.create_video("a cat"))
+        await send(server, calls.create_video("a cat"))
     assert info.value.request_id == "req_z"
     assert len(server.seen) == 1  # the job may exist: a second POST could pay twice
 
 
 def test_transport_error_mapping() -> None:
-    refused = http.error_from_transport(httpx.ConnectError("[Errno 111] Connection refused"))
+    refused = replies.error_from_transport(httpx.ConnectError("[Errno 111] Connection refused"))
     assert refused.surely_not_sent
     assert "ConnectError" in str(refused)
-    assert http.error_from_transport(httpx.ConnectTimeout("t")).surely_not_sent
-    assert not http.error_from_transport(httpx.ReadTimeout("t")).surely_not_sent
-    assert not http.error_from_transport(httpx.WriteError("w")).surely_not_sent
-    assert "ReadTimeout" in str(http.error_from_transport(httpx.ReadTimeout("")))
+    assert replies.error_from_transport(httpx.ConnectTimeout("t")).surely_not_sent
+    assert not replies.error_from_transport(httpx.ReadTimeout("t")).surely_not_sent
+    assert not replies.error_from_transport(httpx.WriteError("w")).surely_not_sent
+    assert "ReadTimeout" in str(replies.error_from_transport(httpx.ReadTimeout("")))
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,43 +520,43 @@ def _invalid_calls(tmp_path: Path) -> list[tuple[str, Any]]:
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     return [
-        ("prompt", lambda: http.create_video("")),
-        ("prompt", lambda: http.create_video("   \n\t")),
-        ("prompt", lambda: http.create_video("x" * 32_001)),
-        ("prompt", lambda: http.create_video(None)),  # type: ignore[arg-type]
-        ("prompt", lambda: http.remix_video("video_1", " ")),
-        ("prompt", lambda: http.edit_video("video_1", "")),
-        ("video", lambda: http.edit_video(str(tmp_path / "missing.mp4"), "p")),
-        ("video", lambda: http.edit_video(tmp_path / "missing.mp4", "p")),
-        ("video", lambda: http.edit_video(tmp_path, "p")),
-        ("video", lambda: http.edit_video(empty, "p")),
-        ("video", lambda: http.edit_video(b"", "p")),
-        ("video", lambda: http.edit_video(12345, "p")),
-        ("video", lambda: http.extend_video(empty, "p", 4)),
-        ("video", lambda: http.edit_video({"id": ""}, "p")),
-        ("input_reference", lambda: http.create_video("p", input_reference=tmp_path / "no.png")),
-        ("input_reference", lambda: http.create_video("p", input_reference=b"")),
-        ("video_id", lambda: http.retrieve_video("")),
-        ("video_id", lambda: http.retrieve_video("video 1")),
-        ("video_id", lambda: http.retrieve_video("video_1\n")),
-        ("video_id", lambda: http.retrieve_video("a/b")),
-        ("video_id", lambda: http.retrieve_video("a?b")),
-        ("video_id", lambda: http.retrieve_video("a#b")),
-        ("video_id", lambda: http.delete_video(None)),  # type: ignore[arg-type]
-        ("video_id", lambda: http.download_content("a/../b")),
-        ("video_id", lambda: http.poll_video("")),
-        ("video_id", lambda: http.remix_video("", "p")),
-        ("variant", lambda: http.download_content("video_1", "audio")),
-        ("seconds", lambda: http.create_video("p", seconds=0)),
-        ("seconds", lambda: http.create_video("p", seconds="four")),
-        ("seconds", lambda: http.extend_video("video_1", "p", None)),  # type: ignore[arg-type]
-        ("model", lambda: http.create_video("p", model=" ")),
-        ("name", lambda: http.create_character(b"x", "")),
-        ("name", lambda: http.create_character(b"x", "n" * 81)),
-        ("character_id", lambda: http.get_character("c/1")),
-        ("limit", lambda: http.list_videos(limit=101)),
-        ("order", lambda: http.list_videos(order="up")),
-        ("after", lambda: http.list_videos(after="a b")),
+        ("prompt", lambda: calls.create_video("")),
+        ("prompt", lambda: calls.create_video("   \n\t")),
+        ("prompt", lambda: calls.create_video("x" * 32_001)),
+        ("prompt", lambda: calls.create_video(None)),  # type: ignore[arg-type]
+        ("prompt", lambda: calls.remix_video("video_1", " ")),
+        ("prompt", lambda: calls.edit_video("video_1", "")),
+        ("video", lambda: calls.edit_video(str(tmp_path / "missing.mp4"), "p")),
+        ("video", lambda: calls.edit_video(tmp_path / "missing.mp4", "p")),
+        ("video", lambda: calls.edit_video(tmp_path, "p")),
+        ("video", lambda: calls.edit_video(empty, "p")),
+        ("video", lambda: calls.edit_video(b"", "p")),
+        ("video", lambda: calls.edit_video(12345, "p")),
+        ("video", lambda: calls.extend_video(empty, "p", 4)),
+        ("video", lambda: calls.edit_video({"id": ""}, "p")),
+        ("input_reference", lambda: calls.create_video("p", input_reference=tmp_path / "no.png")),
+        ("input_reference", lambda: calls.create_video("p", input_reference=b"")),
+        ("video_id", lambda: calls.retrieve_video("")),
+        ("video_id", lambda: calls.retrieve_video("video 1")),
+        ("video_id", lambda: calls.retrieve_video("video_1\n")),
+        ("video_id", lambda: calls.retrieve_video("a/b")),
+        ("video_id", lambda: calls.retrieve_video("a?b")),
+        ("video_id", lambda: calls.retrieve_video("a#b")),
+        ("video_id", lambda: calls.delete_video(None)),  # type: ignore[arg-type]
+        ("video_id", lambda: calls.download_content("a/../b")),
+        ("video_id", lambda: calls.poll_video("")),
+        ("video_id", lambda: calls.remix_video("", "p")),
+        ("variant", lambda: calls.download_content("video_1", "audio")),
+        ("seconds", lambda: calls.create_video("p", seconds=0)),
+        ("seconds", lambda: calls.create_video("p", seconds="four")),
+        ("seconds", lambda: calls.extend_video("video_1", "p", None)),  # type: ignore[arg-type]
+        ("model", lambda: calls.create_video("p", model=" ")),
+        ("name", lambda: calls.create_character(b"x", "")),
+        ("name", lambda: calls.create_character(b"x", "n" * 81)),
+        ("character_id", lambda: calls.get_character("c/1")),
+        ("limit", lambda: calls.list_videos(limit=101)),
+        ("order", lambda: calls.list_videos(order="up")),
+        ("after", lambda: calls.list_videos(after="a b")),
     ]
 
 
@@ -570,7 +570,7 @@ def test_invalid_input_rejected_before_sending(tmp_path: Path) -> None:
 
 
 def test_prompt_of_max_length_accepted() -> None:
-    assert http.create_video("x" * 32_000).json == {"prompt": "x" * 32_000}
+    assert calls.create_video("x" * 32_000).json == {"prompt": "x" * 32_000}
 
 
 async def test_hook_input_validation_sends_nothing(wire_hook: Any, tmp_path: Path) -> None:
@@ -591,7 +591,7 @@ async def test_hook_input_validation_sends_nothing(wire_hook: Any, tmp_path: Pat
 )
 async def test_ids_are_opaque_and_escaped(send: Any, server: Server, video_id: str, path: str) -> None:
     server.reply(ok(video_json(video_id)))
-    video = await send(server, http.retrieve_video(video_id))
+    video = await send(server, calls.retrieve_video(video_id))
     assert video.id == video_id
     assert server.last.path == path
 
@@ -627,7 +627,7 @@ async def test_secret_absent_from_errors_and_logs(
         caplog.set_level(logging.DEBUG, logger=name)
     server.reply(failure)
     with pytest.raises(errors.VideoAPIError) as info:
-        await send(server, http.retrieve_video("video_1"), max_retries=1, auth_style=auth_style)
+        await send(server, calls.retrieve_video("video_1"), max_retries=1, auth_style=auth_style)
     # The key did reach the server (so the test would notice if it were in the request text) ...
     header = "authorization" if auth_style == "bearer" else "api-key"
     assert SECRET in server.last.headers[header]
@@ -641,7 +641,7 @@ async def test_secret_echoed_by_server_is_scrubbed(send: Any, server: Server) ->
     """Some gateways echo the key they rejected; the exception text must not carry it."""
     server.reply(status(401, error_json(f"Invalid proxy server token passed. Received API Key = {SECRET}")))
     with pytest.raises(errors.AuthenticationError) as info:
-        await send(server, http.retrieve_video("video_1"))
+        await send(server, calls.retrieve_video("video_1"))
     assert SECRET not in _all_text(info.value)
     assert "Received API Key" in info.value.message
 
@@ -663,7 +663,7 @@ def test_settings_are_hashable_and_equal_by_value() -> None:
 
 def test_models_shared_by_parse_functions() -> None:
     response = httpx.Response(200, json=video_json(), request=httpx.Request("GET", "http://t/v1/videos/x"))
-    assert isinstance(http.parse_video(response), models.Video)
+    assert isinstance(replies.parse_video(response), models.Video)
 
 
 async def test_shared_async_client_is_built_once_for_concurrent_first_callers(
@@ -671,21 +671,21 @@ async def test_shared_async_client_is_built_once_for_concurrent_first_callers(
 ) -> None:
     built: list[ClientSettings] = []
 
-    class Counting(http.AsyncVideosClient):
+    class Counting(clients.AsyncVideosClient):
         def __init__(self, settings: ClientSettings) -> None:
             built.append(settings)
             super().__init__(settings)
 
-    monkeypatch.setattr(http, "AsyncVideosClient", Counting)
+    monkeypatch.setattr(clients, "AsyncVideosClient", Counting)
     settings = ClientSettings(base_url="http://test/v1", api_key=SECRET)
-    clients = await asyncio.gather(*(http.shared_async_client(settings) for _ in range(50)))
+    shared = await asyncio.gather(*(clients.shared_async_client(settings) for _ in range(50)))
     assert len(built) == 1
-    assert all(client is clients[0] for client in clients)
-    await clients[0].aclose()
+    assert all(client is shared[0] for client in shared)
+    await shared[0].aclose()
 
 
 async def test_a_failed_shared_client_build_is_tried_again() -> None:
     settings = ClientSettings(base_url="http://test/v1", verify="/nonexistent/ca-bundle.pem")
     for _ in range(2):  # the failure is not cached: each caller gets the real error
         with pytest.raises((OSError, FileNotFoundError)):
-            await http.shared_async_client(settings)
+            await clients.shared_async_client(settings)

@@ -25,7 +25,8 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow_video_edit.errors import NotFoundError, VideoAPIError
 from airflow_video_edit.operators import VideoEditOperator, VideoJobFailed
 from airflow_video_edit.server import LocalVideosServer
-from airflow_video_edit.triggers import VideoJobTrigger, error_event, job_event, timeout_event
+from airflow_video_edit.triggers import VideoJobTrigger
+from airflow_video_edit.waiting import error_event, job_event, timeout_event
 
 KEY = "sk-unit-OPERATOR-4d3c2b1a0f9e"
 CONN_ID = "openai_videos_default"
@@ -117,7 +118,7 @@ def probe(path: str) -> tuple[int, int, float]:
 
 # --- construction -----------------------------------------------------------------------------
 def test_templated_fields() -> None:
-    assert tuple(VideoEditOperator.template_fields) == ("prompt", "video", "model", "destination")
+    assert set(VideoEditOperator.template_fields) == {"prompt", "video", "model", "destination"}
 
 
 @pytest.mark.parametrize(("setting", "expected"), [("true", "True"), ("false", "False")])

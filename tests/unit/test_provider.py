@@ -94,7 +94,7 @@ def test_provider_info_declares_the_hook_module_and_conn_fields() -> None:
     assert connection["connection-type"] == "openai_videos"
     module, _, name = connection["hook-class-name"].rpartition(".")
     assert getattr(__import__(module, fromlist=[name]), name).conn_type == "openai_videos"
-    from airflow_video_edit.hooks import settings_from_connection
+    from airflow_video_edit.settings import settings_from_connection
 
     # Every declared extra is one the hook reads (a typo in either place would break this).
     extra = {field: None for field in connection["conn-fields"]}

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from airflow_video_edit import http
+from airflow_video_edit import clients
 from airflow_video_edit.errors import NotFoundError
 from airflow_video_edit.server import LocalVideosServer
+from airflow_video_edit.settings import ClientSettings
 from airflow_video_edit.triggers import VideoJobTrigger
 
 KEY = "sk-unit-TRIGGER-7c1e5a9b3d2f"
@@ -86,7 +87,7 @@ class Sleeps:
         self.really = really
 
     async def __call__(self, seconds: float, result: Any = None) -> Any:
-        if sys._getframe(1).f_globals.get("__name__") != "airflow_video_edit.triggers":
+        if sys._getframe(1).f_globals.get("__name__") != "airflow_video_edit.waiting":
             return await _real_sleep(seconds, result)
         self.waits.append(seconds)
         if self.on_sleep is not None:
@@ -98,7 +99,7 @@ class Sleeps:
 
 
 def patch_sleep(monkeypatch: pytest.MonkeyPatch, sleeps: Sleeps) -> Sleeps:
-    monkeypatch.setattr("airflow_video_edit.triggers.asyncio.sleep", sleeps)
+    monkeypatch.setattr("airflow_video_edit.waiting.asyncio.sleep", sleeps)
     return sleeps
 
 
@@ -221,14 +222,14 @@ async def test_error_event_when_the_retry_budget_is_spent(
     async def no_wait(seconds: float) -> None:
         retry_waits.append(seconds)
 
-    shared = http.shared_async_client
+    shared = clients.shared_async_client
 
-    async def instant_retries(settings: http.ClientSettings) -> http.AsyncVideosClient:
+    async def instant_retries(settings: ClientSettings) -> clients.AsyncVideosClient:
         client = await shared(settings)
         client._sleep = no_wait
         return client
 
-    monkeypatch.setattr(http, "shared_async_client", instant_retries)
+    monkeypatch.setattr(clients, "shared_async_client", instant_retries)
     server.set_faults(["GET /v1/videos/{id} status=503"])
     video_id = add_job(server)
     events = await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01))
@@ -378,15 +379,15 @@ def test_no_blocking_call_in_the_event_loop(
 async def test_two_triggers_share_one_pooled_client(
     conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    used: list[http.AsyncVideosClient] = []
-    shared = http.shared_async_client
+    used: list[clients.AsyncVideosClient] = []
+    shared = clients.shared_async_client
 
-    async def recording(settings: http.ClientSettings) -> http.AsyncVideosClient:
+    async def recording(settings: ClientSettings) -> clients.AsyncVideosClient:
         client = await shared(settings)
         used.append(client)
         return client
 
-    monkeypatch.setattr(http, "shared_async_client", recording)
+    monkeypatch.setattr(clients, "shared_async_client", recording)
     first, second = add_job(conn, duration=0.3), add_job(conn, duration=0.3)
     a, b = await asyncio.gather(
         events_of(VideoJobTrigger(first, CONN_ID, poll_interval=0.05)),
@@ -406,11 +407,14 @@ class FakeComms:
         self.states = states
         self.asked: list[Any] = []
 
-    async def asend(self, msg: Any) -> Any:
+    def send(self, msg: Any) -> Any:
         if type(msg).__name__ == "GetTaskStates":
             self.asked.append(msg)
             return SimpleNamespace(task_states=self.states)
         return None  # e.g. MaskSecret
+
+    async def asend(self, msg: Any) -> Any:
+        return self.send(msg)
 
 
 def fake_ti(map_index: int = -1) -> SimpleNamespace:

@@ -1,0 +1,229 @@
+"""``VideoJobOperator``: the life cycle of a paid video job, written once for every job kind.
+
+It reads top-down in the order a task runs:
+
+1. ``execute``: check the input (``job_call`` builds the request without sending it), then
+   ``execute_resumable`` (Airflow's ``ResumableJobMixin``): a new try first looks in the task
+   state store for a job an earlier try submitted, and resumes it instead of paying again.
+2. ``submit_job``: one POST; the id goes to the state store and to XCom before anything waits.
+3. ``poll_until_complete``: look once (a job may already be done), then defer to
+   :class:`~airflow_video_edit.triggers.VideoJobTrigger`, or wait in the worker; both waits are
+   the loop of :mod:`airflow_video_edit.waiting` and end in the same event.
+4. ``execute_complete``: one event in, the finished job out: download, Asset event, return.
+
+A job kind is a subclass that says only what it submits (``job_call``) and which of its
+arguments are templated (:mod:`airflow_video_edit.operators.jobs`). This module is imported on
+every DAG parse: the Hook, httpx and the trigger are imported when a task runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, ResumableJobMixin, conf
+
+from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset, Context
+
+    from airflow_video_edit.calls import Call
+    from airflow_video_edit.hooks import OpenAIVideosHook
+    from airflow_video_edit.models import Video
+
+DEFAULT_CONN_ID = "openai_videos_default"
+# The status reported to the mixin for a stored id the backend no longer knows (404).
+GONE = "gone"
+
+
+def default_deferrable() -> bool:
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class VideoJobOperator(ResumableJobMixin, BaseOperator):
+    """Submit one video job, push its id, wait for it, download the result, record an Asset event.
+
+    Subclasses implement :meth:`job_call`. Arguments common to every job kind:
+
+    :param destination: where to download the result (templated): a file (``.../clip.mp4``), a
+        folder (an existing directory or a path ending in ``/``), or an ``ObjectStoragePath``.
+        Nothing is downloaded when it is unset.
+    :param variants: which assets to download: ``video``, ``thumbnail``, ``spritesheet``.
+    :param asset: an Asset to record an event on when the result is downloaded; its extra carries
+        the video id, size, seconds, model and paths, so a publishing DAG can be scheduled on it.
+    :param conn_id: the ``openai_videos`` connection.
+    :param poll_interval: seconds between status checks.
+    :param timeout: how long to wait for the job (seconds or a timedelta); then the task fails
+        and says the remote job may still be running (the next try resumes it).
+    :param deferrable: wait in the triggerer, freeing the worker slot (default:
+        ``[operators] default_deferrable``).
+
+    When a user marks the task failed or clears it while it waits, the remote job is deleted
+    (by the operator's ``on_kill`` in the worker, or the trigger's ``on_kill`` when deferred).
+    """
+
+    template_fields: Sequence[str] = ("destination",)
+    template_fields_renderers = {"prompt": "txt"}
+    ui_color = "#e8d5f5"
+    # The task-state-store key under which a try leaves its job for the next one. Never rename
+    # it: a try of the new code must find the job an in-flight try of the old code stored.
+    external_id_key = "video_id"
+    # A word for log lines ("submitted video edit job ...").
+    job_kind = "video"
+
+    def __init__(
+        self,
+        *,
+        destination: Any = None,
+        variants: Sequence[str] = ("video",),
+        asset: Asset | None = None,
+        conn_id: str = DEFAULT_CONN_ID,
+        poll_interval: float = 10.0,
+        timeout: timedelta | float = timedelta(hours=2),
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if asset is not None:
+            kwargs["outlets"] = [*kwargs.get("outlets", []), asset]
+        super().__init__(**kwargs)
+        if poll_interval <= 0:
+            raise ValueError("poll_interval: must be positive")
+        self.destination = destination
+        self.variants = check_variants(variants)
+        self.asset = asset
+        self.conn_id = conn_id
+        self.poll_interval = float(poll_interval)
+        self.timeout = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self._video_id: str | None = None
+        self._result: dict[str, Any] | None = None
+
+    def job_call(self) -> Call[Video]:
+        """The POST that creates this operator's job, its input checked (nothing is sent)."""
+        raise NotImplementedError
+
+    @cached_property
+    def hook(self) -> OpenAIVideosHook:
+        from airflow_video_edit.hooks import OpenAIVideosHook
+
+        return OpenAIVideosHook(self.conn_id)
+
+    # 1. -----------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        self.job_call()  # a bad prompt or source fails here, before any request: it costs nothing
+        return self.execute_resumable(context)
+
+    # 2. -----------------------------------------------------------------------------------------
+    def submit_job(self, context: Context) -> str:
+        video = self.hook.send(self.job_call())
+        self.log.info("submitted video %s job %s (%s)", self.job_kind, video.id, video.status)
+        self._push_job(context, video)
+        return video.id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        from airflow_video_edit.errors import NotFoundError
+
+        try:
+            return self.hook.get_video(str(external_id)).status
+        except NotFoundError:
+            # Deleted, or forgotten by the backend: nothing to resume, and failing here would
+            # fail every later try (and every clear) of the task. Submit anew.
+            self.log.warning("stored video job %s no longer exists; submitting a new one", external_id)
+            return GONE
+
+    def is_job_active(self, status: str) -> bool:
+        from airflow_video_edit.models import TERMINAL_STATUSES
+
+        return status not in TERMINAL_STATUSES and status != GONE
+
+    def is_job_succeeded(self, status: str) -> bool:
+        from airflow_video_edit.models import COMPLETED
+
+        return status == COMPLETED
+
+    # 3. -----------------------------------------------------------------------------------------
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        """Wait for the job and return the task's result (the mixin returns it on a resumed try)."""
+        from airflow_video_edit.waiting import Wait, job_event, wait_blocking
+
+        video, poll_after = self.hook.poll_video(str(external_id))
+        self._push_job(context, video)
+        deadline = time.time() + self.timeout
+        # A job that is already terminal finishes here: deferring for it would race the
+        # scheduler (apache/airflow#72716) for nothing.
+        event = job_event(video)
+        if event is None and self.deferrable:
+            from airflow_video_edit.triggers import VideoJobTrigger
+
+            self.defer(
+                trigger=VideoJobTrigger(
+                    video_id=video.id,
+                    conn_id=self.conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline,
+                ),
+                method_name="execute_complete",
+            )
+        if event is None:
+            state = Wait(video.id, poll_interval=self.poll_interval, deadline=deadline, log=self.log)
+            event = wait_blocking(state, lambda: self.hook.poll_video(video.id), first=(video, poll_after))
+        return self.execute_complete(context, event)
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        """A resumed try whose job had already completed: finish it without waiting."""
+        from airflow_video_edit.waiting import job_event
+
+        if self._result is not None:
+            return self._result
+        video = self.hook.get_video(str(external_id))
+        self._push_job(context, video)
+        return self.execute_complete(context, job_event(video) or {})
+
+    # 4. -----------------------------------------------------------------------------------------
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Turn the trigger's (or the worker loop's) one event into the task's result or failure.
+
+        After a timeout or an error the job id stays in the task state store (the job may still
+        run, and a retry resumes it); after a failure the mixin submits anew.
+        """
+        from airflow_video_edit.waiting import finished_video
+
+        self._video_id = event.get("video_id", self._video_id)
+        video = finished_video(event)
+        if self.destination is not None:
+            outputs = download_variants(self.hook, video.id, self.destination, self.variants, self.log)
+            context["ti"].xcom_push(key="outputs", value=outputs)
+            if self.asset is not None and outputs:
+                context["outlet_events"][self.asset].extra = asset_extra(video, outputs)
+        self._forget_job(context)
+        self._result = video.model_dump(mode="json")
+        return self._result
+
+    def _push_job(self, context: Context, video: Video) -> None:
+        """The id (key ``video_id``) and the job as returned, in XCom before anything waits."""
+        self._video_id = video.id
+        ti = context["ti"]
+        ti.xcom_push(key="video_id", value=video.id)
+        ti.xcom_push(key="job", value=video.model_dump(mode="json"))
+
+    def _forget_job(self, context: Context) -> None:
+        """Once a job's result is delivered, a later run of the task (a clear) submits anew."""
+        store = context.get("task_state_store")
+        if store is not None:
+            store.delete(self.external_id_key)
+
+    def on_kill(self) -> None:
+        """A non-deferred wait killed by a user: delete the remote job (a deferred one: the trigger)."""
+        if not self._video_id:
+            return
+        from airflow_video_edit.errors import VideoAPIError
+
+        try:
+            self.hook.delete_video(self._video_id)
+            self.log.info("cancelled (deleted) video job %s", self._video_id)
+        except VideoAPIError as exc:
+            self.log.warning("could not cancel video job %s: %s", self._video_id, exc)

@@ -1,0 +1,106 @@
+"""Operators on finished jobs: download their files, delete them. Neither creates a paid job,
+so neither uses the resume machinery: a retry simply does the work again."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_video_edit.operators.base import DEFAULT_CONN_ID
+from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset, Context
+
+    from airflow_video_edit.hooks import OpenAIVideosHook
+
+
+class _VideoOperator(BaseOperator):
+    """What both share: the connection and its Hook."""
+
+    ui_color = "#e8d5f5"
+
+    def __init__(self, *, conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+
+    @cached_property
+    def hook(self) -> OpenAIVideosHook:
+        from airflow_video_edit.hooks import OpenAIVideosHook
+
+        return OpenAIVideosHook(self.conn_id)
+
+
+class VideoDownloadOperator(_VideoOperator):
+    """Download a completed job's files, streamed, atomically and checked; return ``{variant: path}``.
+
+    :param video: the completed job: an id, ``{"id": ...}`` or an upstream job (templated).
+    :param destination: a file, a folder (existing, or ending in ``/``) or an ``ObjectStoragePath``
+        (templated); a folder gets ``<id>.mp4``, ``<id>_thumbnail.webp``, ...
+    :param variants: ``video``, ``thumbnail``, ``spritesheet``.
+    :param asset: an Asset to record an event on, with the same extra as the job operators'.
+    """
+
+    template_fields: Sequence[str] = ("video", "destination")
+
+    def __init__(
+        self,
+        *,
+        video: Any,
+        destination: Any,
+        variants: Sequence[str] = ("video",),
+        asset: Asset | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if asset is not None:
+            kwargs["outlets"] = [*kwargs.get("outlets", []), asset]
+        super().__init__(**kwargs)
+        self.video, self.destination, self.asset = video, destination, asset
+        self.variants = check_variants(variants)
+
+    def execute(self, context: Context) -> dict[str, str]:
+        from airflow_video_edit.calls import check_video_id
+        from airflow_video_edit.errors import VideoJobFailed
+
+        video = self.hook.get_video(check_video_id(self.video, "video"))
+        if not video.succeeded:
+            raise VideoJobFailed(
+                f"video job {video.id} is {video.status}, not completed: nothing to download"
+            )
+        outputs = download_variants(self.hook, video.id, self.destination, self.variants, self.log)
+        if self.asset is not None and outputs:
+            context["outlet_events"][self.asset].extra = asset_extra(video, outputs)
+        return outputs
+
+
+class VideoDeleteOperator(_VideoOperator):
+    """Delete finished jobs and their files on the backend (cleanup); return the ids deleted.
+
+    A job that is already gone (404) counts as deleted. The Videos API deletes only finished jobs:
+    a running one fails the task (409), so the cleanup runs again on the next try.
+
+    :param video: one job or a list of them: ids, ``{"id": ...}`` or upstream jobs (templated).
+    """
+
+    template_fields: Sequence[str] = ("video",)
+
+    def __init__(self, *, video: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.video = video
+
+    def execute(self, context: Context) -> list[str]:
+        from airflow_video_edit.calls import check_video_id
+        from airflow_video_edit.errors import NotFoundError
+
+        many = isinstance(self.video, list | tuple)
+        ids = [check_video_id(v, "video") for v in (self.video if many else [self.video])]
+        for video_id in ids:  # every id checked above, before the first request
+            try:
+                self.hook.delete_video(video_id)
+                self.log.info("deleted video job %s", video_id)
+            except NotFoundError:
+                self.log.info("video job %s was already gone", video_id)
+        return ids

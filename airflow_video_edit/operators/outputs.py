@@ -1,0 +1,64 @@
+"""Where a job's files go, how they are downloaded, and what the Asset event says of them.
+
+Shared by the job operators (which download after the wait) and ``VideoDownloadOperator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_video_edit.hooks import OpenAIVideosHook
+    from airflow_video_edit.models import Video
+    from airflow_video_edit.waiting import Log
+
+VARIANT_SUFFIXES = {"video": ".mp4", "thumbnail": "_thumbnail.webp", "spritesheet": "_spritesheet.webp"}
+
+
+def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
+    unknown = [v for v in variants if v not in VARIANT_SUFFIXES]
+    if unknown:
+        raise ValueError(f"variants: unknown {unknown}; choose from {', '.join(VARIANT_SUFFIXES)}")
+    return tuple(variants)
+
+
+def destination_for(destination: Any, video_id: str, variant: str) -> Any:
+    """A folder (existing, or ending in /) gets ``<id>.mp4``; a file's stem names the rest."""
+    suffix = VARIANT_SUFFIXES[variant]
+    is_local = isinstance(destination, str | Path)
+    text = str(destination)
+    if text.endswith("/") or (is_local and Path(text).is_dir()) or (not is_local and destination.is_dir()):
+        folder = Path(text) if is_local else destination
+        return folder / f"{video_id}{suffix}"
+    file = Path(text) if is_local else destination
+    if variant == "video":
+        return file
+    return file.parent / f"{file.stem}{suffix}"
+
+
+def download_variants(
+    hook: OpenAIVideosHook, video_id: str, destination: Any, variants: Sequence[str], log: Log
+) -> dict[str, str]:
+    """Each variant streamed to its file, atomically and checked; ``{variant: path}``."""
+    outputs = {}
+    for variant in variants:
+        result = hook.download_content(
+            video_id, destination_for(destination, video_id, variant), variant=variant
+        )
+        log.info("downloaded %s of %s to %s (%d bytes)", variant, video_id, result.path, result.bytes)
+        outputs[variant] = result.path
+    return outputs
+
+
+def asset_extra(video: Video, outputs: dict[str, str]) -> dict[str, Any]:
+    """The extra of the Asset event recorded for downloaded files."""
+    return {
+        "video_id": video.id,
+        "size": video.size,
+        "seconds": video.seconds,
+        "model": video.model,
+        "path": outputs.get("video") or next(iter(outputs.values())),
+        "outputs": outputs,
+    }

@@ -1,0 +1,179 @@
+"""Settings: everything a connection says about how to reach one Videos API backend.
+
+``ClientSettings`` is what the senders (:mod:`airflow_video_edit.clients`) are built from;
+``settings_from_connection`` turns an Airflow connection's fields into it. Pure: nothing here
+talks to Airflow or the network, so the Hook's sync and async paths share it.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from airflow_video_edit.errors import InvalidInputError
+
+AuthStyle = Literal["bearer", "api-key"]
+USER_AGENT = "airflow-video-edit"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach one Videos API backend. Hashable, so equal settings can share one pool.
+
+    ``api_key`` is excluded from ``repr`` (and so from any log line or traceback that prints it).
+    """
+
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = field(default=None, repr=False)
+    auth_style: AuthStyle = "bearer"
+    organization: str | None = None
+    project: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    extra_query: tuple[tuple[str, str], ...] = ()
+    default_model: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_retries: int = 4
+    max_retry_seconds: float = 120.0
+    # Cap on a server-requested Retry-After; longer waits are clipped to this.
+    max_retry_after: float = 60.0
+    retry_job_creation: bool = False
+    verify: bool | str = True
+    proxy: str | None = None
+    # One pool per settings per process: at most this many connections and requests in flight.
+    max_connections: int = 64
+    # Idle connections are kept at least as long as a typical poll interval (httpx default: 5 s).
+    keepalive_expiry: float = 120.0
+
+    def headers(self) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT}
+        if self.api_key:
+            if self.auth_style == "api-key":
+                headers["api-key"] = self.api_key
+            else:
+                headers["Authorization"] = f"Bearer {self.api_key}"
+        if self.organization:
+            headers["OpenAI-Organization"] = self.organization
+        if self.project:
+            headers["OpenAI-Project"] = self.project
+        headers.update(dict(self.extra_headers))
+        return headers
+
+    def ssl_verify(self) -> bool | ssl.SSLContext:
+        """``verify`` for httpx: a CA bundle path becomes an SSL context (httpx wants no paths)."""
+        if isinstance(self.verify, str):
+            return ssl.create_default_context(cafile=self.verify)
+        return self.verify
+
+    def httpx_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by ``httpx.Client`` and ``httpx.AsyncClient``."""
+        return {
+            "base_url": self.base_url.rstrip("/") + "/",
+            "headers": self.headers(),
+            "params": dict(self.extra_query),
+            "timeout": httpx.Timeout(
+                self.read_timeout, connect=self.connect_timeout, pool=max(self.read_timeout, 60.0)
+            ),
+            "limits": httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+                keepalive_expiry=self.keepalive_expiry,
+            ),
+            "verify": self.ssl_verify(),
+            "proxy": self.proxy,
+            "follow_redirects": True,
+        }
+
+
+def _as_mapping(value: Any, name: str) -> dict[str, str]:
+    """Extra headers / query parameters: a JSON object, given as a dict or as JSON text."""
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidInputError(f"connection extra {name!r} is not a JSON object", param=name) from None
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"connection extra {name!r} must be a JSON object", param=name)
+    return {str(key): str(item) for key, item in value.items()}
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def _verify(value: Any) -> bool | str:
+    if value is None or value == "":
+        return True
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return _as_bool(text, True)
+    return text  # a CA bundle path
+
+
+def _base_url(host: str | None, port: int | None, schema: str | None, extra: Mapping[str, Any]) -> str:
+    """``host`` is the base URL. A URI-style connection (host, port, schema) is also understood."""
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" in host:
+        return host.rstrip("/")
+    scheme = str(extra.get("scheme") or "https")
+    url = f"{scheme}://{host}"
+    if port:
+        url += f":{port}"
+    if schema:
+        url += "/" + schema.strip("/")
+    return url
+
+
+def settings_from_connection(
+    *,
+    host: str | None,
+    port: int | None,
+    schema: str | None,
+    password: str | None,
+    extra: Mapping[str, Any],
+) -> ClientSettings:
+    """Build client settings from a connection's fields. Pure: shared by the sync and async paths."""
+    defaults = ClientSettings()
+    auth_style = str(extra.get("auth_style") or "bearer").lower()
+    if auth_style not in ("bearer", "api-key"):
+        raise InvalidInputError(
+            f"connection extra 'auth_style' must be 'bearer' or 'api-key', got {auth_style!r}",
+            param="auth_style",
+        )
+
+    def number(name: str, default: float) -> float:
+        value = extra.get(name)
+        return default if value in (None, "") else float(value)
+
+    return ClientSettings(
+        base_url=_base_url(host, port, schema, extra),
+        api_key=password or None,
+        auth_style="api-key" if auth_style == "api-key" else "bearer",
+        organization=extra.get("organization") or None,
+        project=extra.get("project") or None,
+        extra_headers=tuple(_as_mapping(extra.get("extra_headers"), "extra_headers").items()),
+        extra_query=tuple(_as_mapping(extra.get("extra_query"), "extra_query").items()),
+        default_model=extra.get("default_model") or None,
+        connect_timeout=number("connect_timeout", defaults.connect_timeout),
+        read_timeout=number("read_timeout", defaults.read_timeout),
+        max_retries=int(number("max_retries", defaults.max_retries)),
+        max_retry_seconds=number("max_retry_seconds", defaults.max_retry_seconds),
+        retry_job_creation=_as_bool(extra.get("retry_job_creation"), False),
+        verify=_verify(extra.get("verify")),
+        proxy=extra.get("proxy") or None,
+    )

@@ -1,0 +1,155 @@
+"""Waiting for a job: the events that end a wait, and the one wait step both waits take.
+
+A wait, in the triggerer (:class:`~airflow_video_edit.triggers.VideoJobTrigger`) or in a worker
+(a non-deferrable operator), is the same loop: poll, :meth:`Wait.step`, sleep or stop. The step
+decides alone: the event of a terminal job, a timeout at the wall-clock deadline, or how long to
+sleep (the poll interval, lengthened by the server's ``openai-poll-after-ms`` hint, never past
+the deadline); it also writes the progress lines. :func:`wait_blocking` and :func:`wait_async`
+are the two loops around it. Every event is a plain dict (trigger events are
+serialized); :func:`finished_video` turns one back into the finished job or the failure.
+
+Nothing here knows about Airflow or HTTP: ``poll`` is any callable that returns
+``(video, poll_after)`` or raises :class:`~airflow_video_edit.errors.VideoAPIError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from airflow_video_edit.errors import VideoAPIError, VideoJobFailed
+from airflow_video_edit.models import IN_PROGRESS, Video
+
+COMPLETED, FAILED, TIMEOUT, ERROR = "completed", "failed", "timeout", "error"
+Poll = tuple[Video, "float | None"]
+
+
+class Log(Protocol):
+    """Where progress lines go: a ``logging.Logger``, or an operator's or trigger's ``log``."""
+
+    def info(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+
+def job_event(video: Video) -> dict[str, Any] | None:
+    """The event for a job in a terminal status, or None while it runs."""
+    if not video.is_terminal:
+        return None
+    payload: dict[str, Any] = {
+        "event": COMPLETED if video.succeeded else FAILED,
+        "video_id": video.id,
+        "video": video.model_dump(mode="json"),
+    }
+    if video.failed:
+        payload["code"] = video.error.code if video.error else "unknown_error"
+        payload["message"] = video.error.message if video.error else "the backend gave no reason"
+    return payload
+
+
+def timeout_event(video_id: str, last: Video | None) -> dict[str, Any]:
+    status = f"{last.status}, {last.progress}%" if last else "unknown"
+    return {
+        "event": TIMEOUT,
+        "video_id": video_id,
+        "message": f"gave up waiting for video job {video_id} (last seen: {status}); "
+        "the remote job may still be running",
+    }
+
+
+def error_event(video_id: str, exc: VideoAPIError) -> dict[str, Any]:
+    """The error text comes from the reply, never from the request: no credential can be in it."""
+    return {
+        "event": ERROR,
+        "video_id": video_id,
+        "message": str(exc),
+        "code": exc.code,
+        "http_status": exc.status_code,
+    }
+
+
+def finished_video(event: dict[str, Any]) -> Video:
+    """The completed job an event carries; any other event raises :class:`VideoJobFailed`."""
+    kind = event.get("event")
+    video_id = event.get("video_id", "?")
+    if kind == COMPLETED:
+        return Video.model_validate(event["video"])
+    if kind == FAILED:
+        raise VideoJobFailed(f"video job {video_id} failed: {event.get('code')}: {event.get('message')}")
+    raise VideoJobFailed(event.get("message") or f"video job {video_id}: unexpected event {event!r}")
+
+
+def progress_line(video: Video) -> str:
+    if video.status == IN_PROGRESS:
+        return f"video job {video.id}: {IN_PROGRESS} {video.progress}%"
+    return f"video job {video.id}: {video.status}"
+
+
+class Wait:
+    """The state of one wait and its one step.
+
+    :param video_id: the job waited for.
+    :param poll_interval: seconds between polls; a longer ``openai-poll-after-ms`` hint wins.
+    :param deadline: wall-clock time (epoch seconds) after which the wait ends in a timeout.
+    :param log: where progress lines go: a new status, or progress entering a new tenth (a line
+        per poll would flood a triggerer's log and cost CPU at scale).
+    """
+
+    def __init__(self, video_id: str, *, poll_interval: float, deadline: float | None, log: Log) -> None:
+        self.video_id = video_id
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+        self.log = log
+        self.last: Video | None = None
+
+    def step(self, video: Video, poll_after: float | None) -> tuple[dict[str, Any] | None, float]:
+        """After one poll: the event that ends the wait, or else how long to sleep before the next."""
+        if self.last is None or (video.status, video.progress // 10) != (
+            self.last.status,
+            self.last.progress // 10,
+        ):
+            self.log.info(progress_line(video))
+        self.last = video
+        event = job_event(video)
+        if event is not None:
+            return event, 0.0
+        sleep = max(self.poll_interval, poll_after or 0.0)
+        if self.deadline is not None:
+            remaining = self.deadline - time.time()
+            if remaining <= 0:
+                return timeout_event(video.id, video), 0.0
+            sleep = min(sleep, remaining)
+        return None, sleep
+
+    def failed(self, exc: VideoAPIError) -> dict[str, Any]:
+        """A poll failed for good (not retryable, or its retry budget spent)."""
+        return error_event(self.video_id, exc)
+
+
+def wait_blocking(state: Wait, poll: Callable[[], Poll], *, first: Poll | None = None) -> dict[str, Any]:
+    """The blocking wait (a worker): poll and step until an event. ``first``: a poll already made."""
+    result = first
+    while True:
+        if result is None:
+            try:
+                result = poll()
+            except VideoAPIError as exc:
+                return state.failed(exc)
+        event, sleep = state.step(*result)
+        if event is not None:
+            return event
+        time.sleep(sleep)
+        result = None
+
+
+async def wait_async(state: Wait, poll: Callable[[], Awaitable[Poll]]) -> dict[str, Any]:
+    """The async wait (the triggerer): the same loop, sleeping without blocking the event loop."""
+    while True:
+        try:
+            result = await poll()
+        except VideoAPIError as exc:
+            return state.failed(exc)
+        event, sleep = state.step(*result)
+        if event is not None:
+            return event
+        await asyncio.sleep(sleep)
