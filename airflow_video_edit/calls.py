@@ -284,7 +284,8 @@ def edit_video(video: Any, prompt: str, *, model: str | None = None) -> Call[mod
 def extend_video(
     video: Any, prompt: str, seconds: str | int, *, model: str | None = None
 ) -> Call[models.Video]:
-    """``POST /videos/extensions``: the new job's ``seconds`` is the stitched total."""
+    """``POST /videos/extensions``: ``seconds`` is the new segment's length; the new job's
+    ``seconds`` is the stitched total."""
     if seconds is None:
         raise InvalidInputError("seconds: required for an extension", param="seconds")
     fields = _body(

@@ -1,6 +1,6 @@
 """Command line: ``airflow-video-edit serve ...`` runs the bundled local Videos server.
 
-Importing this module is cheap: Starlette, uvicorn and PyAV are imported inside the command.
+Its defaults are those of :mod:`airflow_video_edit.server.defaults`, shared with the in-process server.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import logging
 import os
 from collections.abc import Sequence
 
+from airflow_video_edit.server import defaults
+
 API_KEY_ENV = "VIDEOS_SERVER_API_KEY"
 
 
 # Longer than the client keeps idle connections (120 s), so pollers reuse them (uvicorn: 5 s).
-KEEP_ALIVE_SECONDS = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,8 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(API_KEY_ENV),
         help=f"the accepted API key (default ${API_KEY_ENV}; unset: any key is accepted)",
     )
-    serve.add_argument("--job-seconds", type=float, default=3.0, help="time from create to completed (3.0)")
-    serve.add_argument("--poll-after-ms", type=int, default=1000, help="openai-poll-after-ms header (1000)")
+    serve.add_argument(
+        "--job-seconds",
+        type=float,
+        default=defaults.JOB_SECONDS,
+        help=f"time from create to completed ({defaults.JOB_SECONDS:g})",
+    )
+    serve.add_argument(
+        "--poll-after-ms",
+        type=int,
+        default=defaults.POLL_AFTER_MS,
+        help=f"openai-poll-after-ms header ({defaults.POLL_AFTER_MS})",
+    )
     serve.add_argument("--faults", help="JSON or YAML file of run-wide fault rules")
     serve.add_argument(
         "--fault",
@@ -43,13 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RULE",
         help="a run-wide fault rule, e.g. 'GET /v1/videos/{id} status=503;times=2' (repeatable)",
     )
-    serve.add_argument("--max-upload-bytes", type=int, default=2 * 1024**3, help="request body limit (2 GiB)")
-    serve.add_argument("--asset-ttl", type=float, default=3600.0, help="seconds assets stay downloadable")
+    serve.add_argument(
+        "--max-upload-bytes", type=int, default=defaults.MAX_UPLOAD_BYTES, help="request body limit (2 GiB)"
+    )
+    serve.add_argument(
+        "--asset-ttl", type=float, default=defaults.ASSET_TTL, help="seconds assets stay downloadable"
+    )
     serve.add_argument(
         "--keep-alive",
         type=int,
-        default=KEEP_ALIVE_SECONDS,
-        help=f"seconds an idle connection stays open ({KEEP_ALIVE_SECONDS:g}; longer than a poll interval)",
+        default=defaults.KEEP_ALIVE_SECONDS,
+        help=f"seconds an idle connection stays open ({defaults.KEEP_ALIVE_SECONDS:g}; "
+        "longer than a poll interval)",
     )
     serve.add_argument("--no-access-log", action="store_true", help="no per-request log line")
     serve.add_argument(

@@ -44,8 +44,7 @@ class _AtomicFile:
     def __init__(self, destination: Any) -> None:
         self.destination = Path(destination) if isinstance(destination, str | os.PathLike) else destination
         self.temporary = self.destination.parent / f".{self.destination.name}.{uuid.uuid4().hex[:8]}.part"
-        if isinstance(self.destination, Path):
-            self.destination.parent.mkdir(parents=True, exist_ok=True)
+        self.destination.parent.mkdir(parents=True, exist_ok=True)  # a Path or an ObjectStoragePath
         self.handle: IO[bytes] = self.temporary.open("wb")
         self.written = 0
 

@@ -63,14 +63,16 @@ class VideoJobTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         state = Wait(self.video_id, poll_interval=self.poll_interval, deadline=self.deadline, log=self.log)
-        yield TriggerEvent(await wait_async(state, self._poll))  # type: ignore[no-untyped-call]
+        try:
+            await self.hook.aget_client()  # the connection, looked up once for the whole wait
+        except Exception as exc:  # an unknown connection, or one whose fields make no sense
+            event = state.failed(VideoAPIError(f"connection {self.conn_id!r}: {exc}"))
+        else:
+            event = await wait_async(state, self._poll)
+        yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
     async def _poll(self) -> tuple[Video, float | None]:
         """One status request (the job and the server's ``openai-poll-after-ms`` hint)."""
-        try:
-            await self.hook.aget_client()
-        except Exception as exc:  # an unknown connection, or one whose fields make no sense
-            raise VideoAPIError(f"connection {self.conn_id!r}: {exc}") from None
         return await self.hook.apoll_video(self.video_id)
 
     async def on_kill(self) -> None:

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, ObjectStoragePath
 
 HERE = Path(__file__).resolve().parent
 SOURCE_CLIP = str(HERE / "data" / "source_clip.mp4")
@@ -37,25 +37,44 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
 
 
-def sha256(path: str | Path) -> str:
+def sha256(path: Any) -> str:
+    """Of a local path or an ``ObjectStoragePath``."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with _as_path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1024 * 1024), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def publish(job: dict[str, Any], outputs: dict[str, str], *, source: str, prompt: str, folder: Path) -> str:
-    """Copy the outputs into ``folder`` with ``manifest.json``; return the published MP4's path."""
+def _as_path(path: Any) -> Any:
+    """A local path, a URI (``file://``, ``s3://``: an ObjectStoragePath) or a path object."""
+    if isinstance(path, str):
+        return ObjectStoragePath(path) if "://" in path else Path(path)
+    return path
+
+
+def _write_atomically(target: Any, source: Any = None, text: str | None = None) -> None:
+    """Write ``target`` (a Path or ObjectStoragePath) under a temporary name, then rename it."""
+    tmp = target.parent / f".{target.name}.part"
+    with tmp.open("wb") as out:
+        if text is not None:
+            out.write(text.encode())
+        else:
+            with _as_path(source).open("rb") as handle:
+                shutil.copyfileobj(handle, out, 1024 * 1024)
+    tmp.rename(target)
+
+
+def publish(job: dict[str, Any], outputs: dict[str, str], *, source: str, prompt: str, folder: Any) -> str:
+    """Copy the outputs into ``folder`` (a Path or an ``ObjectStoragePath``) with ``manifest.json``;
+    return the published MP4's path."""
     folder.mkdir(parents=True, exist_ok=True)
     published = {}
     for variant, path in sorted(outputs.items()):
         target = folder / Path(path).name
-        tmp = target.with_name(f".{target.name}.part")
-        shutil.copyfile(path, tmp)
-        tmp.replace(target)
+        _write_atomically(target, source=path)
         published[variant] = str(target)
-    video = published["video"]
+    video = folder / Path(outputs["video"]).name
     manifest = {
         "source": source,
         "prompt": prompt,
@@ -64,10 +83,8 @@ def publish(job: dict[str, Any], outputs: dict[str, str], *, source: str, prompt
         "size": job.get("size"),
         "seconds": job.get("seconds"),
         "sha256": sha256(video),
-        "bytes": Path(video).stat().st_size,
+        "bytes": video.stat().st_size,
         "files": published,
     }
-    tmp = folder / ".manifest.json.part"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(folder / "manifest.json")
-    return video
+    _write_atomically(folder / "manifest.json", text=json.dumps(manifest, indent=2) + "\n")
+    return str(video)

@@ -95,7 +95,8 @@ class VideoDeleteOperator(_VideoOperator):
         from airflow_video_edit.calls import check_video_id
         from airflow_video_edit.errors import NotFoundError
 
-        many = isinstance(self.video, list | tuple)
+        # One job, or a sequence of them (a list, or a mapped task's results: a lazy sequence).
+        many = isinstance(self.video, Sequence) and not isinstance(self.video, str)
         ids = [check_video_id(v, "video") for v in (self.video if many else [self.video])]
         for video_id in ids:  # every id checked above, before the first request
             try:

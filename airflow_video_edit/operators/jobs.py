@@ -112,7 +112,8 @@ class VideoExtendOperator(VideoJobOperator):
     :param video: the source: a completed video (id, ``{"id": ...}``, an upstream job) or a file
         to upload (templated).
     :param prompt: what happens next (templated).
-    :param seconds: the length of the stitched result (templated).
+    :param seconds: the length of the new segment (the spec allows 4, 8, 12, 16, 20; templated);
+        the finished job's ``seconds`` is the stitched total.
     :param model: the model; defaults to the connection's default model, else the backend's.
     """
 

@@ -25,11 +25,18 @@ def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
 
 
 def destination_for(destination: Any, video_id: str, variant: str) -> Any:
-    """A folder (existing, or ending in /) gets ``<id>.mp4``; a file's stem names the rest."""
+    """A folder gets ``<id>.mp4``, ``<id>_thumbnail.webp``, ...; a file's stem names the rest.
+
+    A folder is a path ending in ``/`` or an existing directory; for an ``ObjectStoragePath``
+    (object stores have no real folders) also a path without a file suffix.
+    """
     suffix = VARIANT_SUFFIXES[variant]
     is_local = isinstance(destination, str | Path)
     text = str(destination)
-    if text.endswith("/") or (is_local and Path(text).is_dir()) or (not is_local and destination.is_dir()):
+    is_folder = text.endswith("/") or (
+        Path(text).is_dir() if is_local else (destination.is_dir() or not destination.suffix)
+    )
+    if is_folder:
         folder = Path(text) if is_local else destination
         return folder / f"{video_id}{suffix}"
     file = Path(text) if is_local else destination

@@ -30,10 +30,9 @@ from typing import Any
 
 import httpx
 
-from airflow_video_edit.cli import KEEP_ALIVE_SECONDS
-
-from .app import DEFAULT_MAX_UPLOAD_BYTES, VideosApp, create_app
-from .jobs import DEFAULT_ASSET_TTL, JobStore
+from . import defaults
+from .app import VideosApp, create_app
+from .jobs import JobStore
 
 __all__ = ["JobStore", "LocalVideosServer", "VideosApp", "create_app"]
 
@@ -60,15 +59,15 @@ class LocalVideosServer:
     def __init__(
         self,
         api_key: str | None = None,
-        job_seconds: float = 3.0,
-        poll_after_ms: int = 1000,
+        job_seconds: float = defaults.JOB_SECONDS,
+        poll_after_ms: int = defaults.POLL_AFTER_MS,
         data_dir: str | os.PathLike[str] | None = None,
         faults: Any = None,
         port: int = 0,
         host: str = "127.0.0.1",
         *,
-        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-        asset_ttl: float = DEFAULT_ASSET_TTL,
+        max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES,
+        asset_ttl: float = defaults.ASSET_TTL,
         access_log: bool = True,
         subprocess: bool = False,
         log_level: str = "warning",
@@ -141,7 +140,7 @@ class LocalVideosServer:
             access_log=False,
             lifespan="off",
             log_level="warning",
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            timeout_keep_alive=defaults.KEEP_ALIVE_SECONDS,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

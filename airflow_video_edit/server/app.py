@@ -49,14 +49,12 @@ from airflow_video_edit.models import (
     VideoList,
 )
 
-from . import media
+from . import defaults, media
 from .faults import PROMPT_FAIL_MARKER, FaultMiddleware, FaultRule, fault_of, parse_rules
-from .jobs import CREATE, DEFAULT_ASSET_TTL, EDIT, EXTEND, REMIX, Job, JobStore, new_id
+from .jobs import CREATE, EDIT, EXTEND, REMIX, Job, JobStore, new_id
 
 logger = logging.getLogger("airflow_video_edit.server")
 
-DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024**3
-DEFAULT_POLL_AFTER_MS = 1000
 POLL_AFTER_HEADER = "openai-poll-after-ms"
 _COPY_CHUNK = 1024 * 1024
 _ERROR_TYPES = {401: "invalid_request_error", 429: "requests"}
@@ -232,9 +230,9 @@ class VideosApp:
         store: JobStore,
         *,
         api_key: str | None = None,
-        poll_after_ms: int = DEFAULT_POLL_AFTER_MS,
+        poll_after_ms: int = defaults.POLL_AFTER_MS,
         faults: Any = None,
-        max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+        max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES,
         access_log: bool = True,
     ) -> None:
         self.store = store
@@ -637,12 +635,12 @@ class _FileResponse(FileResponse):
 def create_app(
     *,
     api_key: str | None = None,
-    job_seconds: float = 3.0,
-    poll_after_ms: int = DEFAULT_POLL_AFTER_MS,
+    job_seconds: float = defaults.JOB_SECONDS,
+    poll_after_ms: int = defaults.POLL_AFTER_MS,
     data_dir: str | os.PathLike[str] | None = None,
     faults: Any = None,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-    asset_ttl: float = DEFAULT_ASSET_TTL,
+    max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES,
+    asset_ttl: float = defaults.ASSET_TTL,
     access_log: bool = True,
     store: JobStore | None = None,
 ) -> VideosApp:

@@ -40,10 +40,9 @@ from airflow_video_edit.models import (
     VideoError,
 )
 
-from . import media
+from . import defaults, media
 
 QUEUED_FRACTION = 0.15
-DEFAULT_ASSET_TTL = 3600.0
 """Seconds a completed job's assets stay downloadable (``expires_at - completed_at``)."""
 
 # Job kinds, as counted by the stats endpoint.
@@ -62,7 +61,7 @@ class Job:
     seconds: str
     created_at: float
     duration: float
-    asset_ttl: float = DEFAULT_ASSET_TTL
+    asset_ttl: float = defaults.ASSET_TTL
     remixed_from_video_id: str | None = None
     source_id: str | None = None
     """Edits and extensions of a stored video: its id."""
@@ -158,8 +157,8 @@ class JobStore:
         self,
         data_dir: str | os.PathLike[str] | None = None,
         *,
-        job_seconds: float = 3.0,
-        asset_ttl: float = DEFAULT_ASSET_TTL,
+        job_seconds: float = defaults.JOB_SECONDS,
+        asset_ttl: float = defaults.ASSET_TTL,
         clock: Callable[[], float] = time.time,
         render_workers: int = 1,
     ) -> None:

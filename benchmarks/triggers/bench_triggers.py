@@ -333,8 +333,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from airflow_video_edit.cli import KEEP_ALIVE_SECONDS
     from airflow_video_edit.server import LocalVideosServer
+    from airflow_video_edit.server.defaults import KEEP_ALIVE_SECONDS
 
     count_connections()
     count_polls()

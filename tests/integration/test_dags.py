@@ -5,7 +5,7 @@ Airflow reads its configuration once per interpreter, so the DAGs run in a child
 temporary output folder, and a connection pointing at an in-process local server (the server
 stays in this process, so its job store can be inspected; the runner reports its request and
 job counts for each DAG's run alone).
-The three DAG runs go one after the other in one child interpreter (``dag.test()`` spends
+The DAG runs go one after the other in one child interpreter (``dag.test()`` spends
 about 20 s starting up the first time in a process); each test then checks one of them.
 
 ``video_publish_on_asset`` is scheduled on an Asset: ``dag.test()`` makes a manual run, which has
@@ -66,7 +66,13 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
-MODULES = ("video_edit_then_publish", "video_edit_chain", "video_edit_mapped")
+MODULES = (
+    "video_edit_then_publish",
+    "video_edit_chain",
+    "video_edit_mapped",
+    "video_generate_edit_extend",
+    "video_daily_batch",
+)
 
 
 @dataclass
@@ -248,6 +254,70 @@ def test_video_publish_on_asset_catalogues_the_asset_event(dag_runs: DagRuns, tm
 
 
 def test_each_dag_run_took_its_own_jobs_only(dag_runs: DagRuns) -> None:
-    counts = {module: run_of(dag_runs, module).stats["jobs_created"] for module in MODULES}
-    assert counts == {"video_edit_then_publish": 1, "video_edit_chain": 2, "video_edit_mapped": 3}
-    assert len(dag_runs.server.store.jobs) == 6
+    counts = {module: dag_runs.results[module]["server_stats"]["jobs_created"] for module in MODULES}
+    assert counts == {
+        "video_edit_then_publish": 1,
+        "video_edit_chain": 2,
+        "video_edit_mapped": 3,
+        "video_generate_edit_extend": 3,
+        "video_daily_batch": 2,
+    }
+    assert len(dag_runs.server.store.jobs) == 9  # the daily batch deleted its 2 jobs
+
+
+def test_video_generate_edit_extend(dag_runs: DagRuns) -> None:
+    run = run_of(dag_runs, "video_generate_edit_extend")
+    result = run.result
+    assert result["state"] == "success"
+    assert {task: info["state"] for task, info in result["tasks"].items()} == {
+        name: "success"
+        for name in ("generate[-1]", "edit[-1]", "extend[-1]", "download[-1]", "publish_to_storage[-1]")
+    }
+    requests = run.stats["requests"]
+    assert run.stats["jobs_created"] == 3
+    for route in ("POST /v1/videos", "POST /v1/videos/edits", "POST /v1/videos/extensions"):
+        assert requests[route] == {"200": 1}, route
+    created, edited, extended = run.jobs
+    assert edited.source_id == created.id  # by id from XCom: nothing uploaded again
+    assert extended.source_id == edited.id
+    assert edited.source_file is None
+    assert extended.source_file is None
+    assert run.xcom("extend")["seconds"] == "8"
+    folder = run.out / "published" / "storage" / re.sub(r"[^A-Za-z0-9._-]+", "_", result["run_id"]).strip("_")
+    video = folder / f"{extended.id}.mp4"
+    assert run.xcom("publish_to_storage") == video.as_uri()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{extended.id}.mp4", f"{extended.id}_thumbnail.webp", "manifest.json"]
+    )
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["video_id"] == extended.id
+    assert manifest["seconds"] == "8"
+    assert manifest["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()
+    _, _, duration = probe_mp4(video)
+    assert duration == pytest.approx(8.0, abs=0.25)
+
+
+def test_video_daily_batch(dag_runs: DagRuns) -> None:
+    result = dag_runs.results["video_daily_batch"]
+    run = Run(result, [], dag_runs.out, dag_runs.env)
+    assert result["state"] == "success"
+    assert {task: info["state"] for task, info in result["tasks"].items()} == {
+        name: "success"
+        for name in ("find_new_clips[-1]", "edit[0]", "edit[1]", "publish_batch[-1]", "cleanup[-1]")
+    }
+    assert run.stats["jobs_created"] == 2
+    assert run.stats["requests"]["DELETE /v1/videos/{video_id}"] == {"200": 2}
+    inbox = dag_runs.out / "inbox"
+    assert run.xcom("find_new_clips") == [str(inbox / "harbour.mp4"), str(inbox / "market.mp4")]
+    ids = [run.xcom("edit", map_index=i)["id"] for i in range(2)]
+    assert sorted(run.xcom("cleanup")) == sorted(ids)
+    assert not set(ids) & set(dag_runs.server.store.jobs)  # cleaned up remotely
+    batch = json.loads(Path(run.xcom("publish_batch")).read_text())
+    assert [entry["video_id"] for entry in batch] == ids
+    for entry in batch:
+        manifest = json.loads((Path(entry["video"]).parent / "manifest.json").read_text())
+        assert manifest["source"] == entry["source"]
+        width, height, _ = probe_mp4(Path(entry["video"]))
+        assert width > 0
+        assert height > 0
+    assert json.loads((inbox / ".published.json").read_text()) == [entry["source"] for entry in batch]

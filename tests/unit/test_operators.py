@@ -7,15 +7,12 @@ with a fresh ``ti`` (XCom is reset between tries) and the same task state store.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,48 +25,19 @@ from airflow_video_edit.server import LocalVideosServer
 from airflow_video_edit.triggers import VideoJobTrigger
 from airflow_video_edit.waiting import error_event, job_event, timeout_event
 
-KEY = "sk-unit-OPERATOR-4d3c2b1a0f9e"
-CONN_ID = "openai_videos_default"
+from .task_fakes import (
+    CONN_ID,
+    KEY,
+    FakeStore,
+    FakeTI,
+    jobs_created,
+    make_context,
+    probe,
+    run_trigger,
+    set_conn,
+)
+
 SOURCE_CLIP = str(Path(__file__).resolve().parents[2] / "dags" / "data" / "source_clip.mp4")
-
-
-# --- fakes ------------------------------------------------------------------------------------
-class FakeTI:
-    def __init__(self) -> None:
-        self.pushed: list[tuple[str, Any]] = []
-        self.stats_tags: dict[str, str] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        json.dumps(value)  # XCom values must be JSON-serialisable
-        self.pushed.append((key, value))
-
-    def values(self, key: str) -> list[Any]:
-        return [value for k, value in self.pushed if k == key]
-
-
-class FakeStore:
-    """The task state store: survives between tries of one task instance."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any:
-        return self.data.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
-
-
-def make_context(store: FakeStore | None = None) -> dict[str, Any]:
-    return {
-        "ti": FakeTI(),
-        "task_state_store": store if store is not None else FakeStore(),
-        "outlet_events": defaultdict(SimpleNamespace),
-        "params": {},
-    }
 
 
 @pytest.fixture
@@ -79,11 +47,6 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Any:
         yield srv
 
 
-def set_conn(monkeypatch: pytest.MonkeyPatch, url: str, password: str = KEY) -> None:
-    conn = {"conn_type": "openai_videos", "host": url, "password": password}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
-
-
 def operator(**kwargs: Any) -> VideoEditOperator:
     kwargs.setdefault("task_id", "edit")
     kwargs.setdefault("prompt", "Add a warm sunset grade")
@@ -91,29 +54,6 @@ def operator(**kwargs: Any) -> VideoEditOperator:
     kwargs.setdefault("poll_interval", 0.1)
     kwargs.setdefault("deferrable", False)
     return VideoEditOperator(conn_id=CONN_ID, **kwargs)
-
-
-def jobs_created(server: LocalVideosServer) -> int:
-    return int(server.stats()["jobs_created"])
-
-
-def run_trigger(trigger: VideoJobTrigger) -> dict[str, Any]:
-    async def collect() -> list[dict[str, Any]]:
-        return [event.payload async for event in trigger.run()]
-
-    events = asyncio.run(collect())
-    assert len(events) == 1
-    return events[0]
-
-
-def probe(path: str) -> tuple[int, int, float]:
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        assert sum(1 for _ in container.decode(video=0)) > 0
-        duration = float(stream.duration * stream.time_base) if stream.duration else container.duration / 1e6
-        return stream.codec_context.width, stream.codec_context.height, duration
 
 
 # --- construction -----------------------------------------------------------------------------
