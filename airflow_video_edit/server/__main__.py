@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from airflow_video_edit.cli import main
+from airflow_video_edit.server.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["serve", *sys.argv[1:]]))

@@ -4,32 +4,26 @@ Every ``/videos*`` operation of the OpenAPI text is served under ``/v1`` with th
 and response shapes (the pydantic models of :mod:`airflow_video_edit.models`). Errors use
 OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
 
-The ASGI stack, outermost first: access log + stats -> fault injection -> API-key check -> routes.
+The ASGI stack, outermost first (:mod:`.middleware`): access log + stats -> fault injection ->
+API-key check -> routes. Bodies, field checks and the error envelope: :mod:`.forms`.
 ``/_server/*`` (stats, faults) needs no key and is never faulted.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-import secrets
 import shutil
-import time
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from airflow_video_edit.models import (
     COMPLETED,
@@ -41,174 +35,19 @@ from airflow_video_edit.models import (
     KNOWN_MODELS,
     KNOWN_SECONDS,
     KNOWN_SIZES,
-    MAX_PROMPT_LENGTH,
     VARIANTS,
     DeletedVideo,
-    ErrorBody,
-    ErrorDetail,
     VideoList,
 )
 
 from . import defaults, media
 from .faults import PROMPT_FAIL_MARKER, FaultMiddleware, FaultRule, fault_of, parse_rules
+from .forms import APIError, Body, error_body, field_value, json_response, prompt_field, read_body
 from .jobs import CREATE, EDIT, EXTEND, REMIX, Job, JobStore, new_id
-
-logger = logging.getLogger("airflow_video_edit.server")
+from .middleware import ApiKeyCheck, ObservedRequests
 
 POLL_AFTER_HEADER = "openai-poll-after-ms"
 _COPY_CHUNK = 1024 * 1024
-_ERROR_TYPES = {401: "invalid_request_error", 429: "requests"}
-_ERROR_CODES = {401: "invalid_api_key", 413: "file_too_large", 429: "rate_limit_exceeded"}
-
-
-# --- errors -------------------------------------------------------------------------------------
-class APIError(Exception):
-    """An error answer in OpenAI's shape; raise it anywhere in a route."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param = status, message, param
-        self.code = code or _ERROR_CODES.get(status)
-        self.headers = dict(headers or {})
-
-    def body(self) -> bytes:
-        kind = _ERROR_TYPES.get(
-            self.status, "server_error" if self.status >= 500 else "invalid_request_error"
-        )
-        detail = ErrorDetail(message=self.message, type=kind, param=self.param, code=self.code)
-        return ErrorBody(error=detail).model_dump_json().encode()
-
-    def response(self) -> Response:
-        return Response(self.body(), self.status, self.headers, media_type="application/json")
-
-
-def error_body(status: int, message: str) -> bytes:
-    """JSON bytes of an error answer (used by the fault middleware)."""
-    return APIError(status, message).body()
-
-
-def _json(model: BaseModel, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(model.model_dump_json(), 200, headers, media_type="application/json")
-
-
-# --- request bodies -----------------------------------------------------------------------------
-@dataclass
-class Body:
-    """A request body, JSON or form, as nested fields plus uploaded files.
-
-    Form keys like ``video[id]`` become nested fields (``{"video": {"id": ...}}``).
-    """
-
-    fields: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, UploadFile] = field(default_factory=dict)
-
-    def put(self, key: str, value: Any) -> None:
-        target, parts = self.fields, key.replace("]", "").split("[")
-        for part in parts[:-1]:
-            child = target.setdefault(part, {})
-            if not isinstance(child, dict):
-                child = target[part] = {}
-            target = child
-        target[parts[-1]] = value
-
-
-def _limited(receive: Receive, limit: int) -> Receive:
-    """A ``receive`` that fails with 413 once more than ``limit`` body bytes arrived."""
-    total = 0
-
-    async def wrapped() -> Message:
-        nonlocal total
-        message = await receive()
-        total += len(message.get("body", b""))
-        if total > limit:
-            raise APIError(413, f"Request body exceeds the {limit} byte limit.")
-        return message
-
-    return wrapped
-
-
-async def read_body(request: Request, max_bytes: int) -> Body:
-    """Parse a JSON or form body; form files are spooled to disk by python-multipart."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise APIError(413, f"Request body exceeds the {max_bytes} byte limit.")
-    content_type = request.headers.get("content-type", "")
-    request = Request(request.scope, _limited(request.receive, max_bytes))
-    body = Body()
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form(max_files=16, max_fields=256)
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                body.files[key] = value
-            else:
-                body.put(key, value)
-        return body
-    raw = await request.body()
-    if not raw.strip():
-        return body
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise APIError(400, f"We could not parse the JSON body of your request: {exc}") from exc
-    if not isinstance(data, dict):
-        raise APIError(400, "The request body must be a JSON object.")
-    body.fields = data
-    return body
-
-
-def field_value(
-    body: Body,
-    name: str,
-    *,
-    required: bool = False,
-    default: str | None = None,
-    allowed: tuple[str, ...] | None = None,
-    max_length: int | None = None,
-) -> str | None:
-    """The one validation helper: a string field (numbers accepted), checked, or a 400."""
-    value = body.fields.get(name)
-    if value is None or value == "":
-        if required:
-            raise APIError(
-                400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
-            )
-        return default
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise APIError(400, f"Invalid type for '{name}': expected a string.", param=name, code="invalid_type")
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    if allowed is not None and text not in allowed:
-        supported = ", ".join(f"'{item}'" for item in allowed)
-        raise APIError(
-            400,
-            f"Invalid value: '{text}'. Supported values are: {supported}.",
-            param=name,
-            code="invalid_value",
-        )
-    if max_length is not None and len(text) > max_length:
-        raise APIError(
-            400,
-            f"Invalid '{name}': string too long. Expected a string with maximum length {max_length}, "
-            f"but got a string with length {len(text)} instead.",
-            param=name,
-            code="string_above_max_length",
-        )
-    return text
-
-
-def _prompt(body: Body) -> str:
-    prompt = field_value(body, "prompt", required=True, max_length=MAX_PROMPT_LENGTH)
-    assert prompt is not None
-    if not prompt.strip():
-        raise APIError(400, "Invalid 'prompt': empty string.", param="prompt", code="empty_string")
-    return prompt
 
 
 # --- the application ----------------------------------------------------------------------------
@@ -239,8 +78,6 @@ class VideosApp:
         self.api_key = api_key
         self.poll_after = str(poll_after_ms)
         self.max_upload_bytes = max_upload_bytes
-        self.access_log = access_log
-        self.requests: Counter[tuple[str, int]] = Counter()
         self.routes = [
             Route("/v1/videos", self.create_video, methods=["POST"]),
             Route("/v1/videos", self.list_videos, methods=["GET"]),
@@ -260,66 +97,14 @@ class VideosApp:
             routes=self.routes,
             exception_handlers={APIError: self._api_error, 404: self._not_found, 405: self._not_allowed},
         )
-        self.faults = FaultMiddleware(self._auth(starlette), parse_rules(faults), error_body=error_body)
-        self._app: ASGIApp = self.faults
+        self.faults = FaultMiddleware(
+            ApiKeyCheck(starlette, lambda: self.api_key), parse_rules(faults), error_body=error_body
+        )
+        self.observed = ObservedRequests(self.faults, self.routes, access_log=access_log)
+        self.requests = self.observed.requests
 
-    # --- middleware ---------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Access log and request stats around the rest of the stack."""
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 0
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                # Counted before the client can have the reply: a test that got its answer
-                # reads stats that include it.
-                self.requests[(self._template(scope), status)] += 1
-            await send(message)
-
-        try:
-            await self._app(scope, receive, observed_send)
-        finally:
-            if not status:  # dropped before any reply
-                self.requests[(self._template(scope), status)] += 1
-            if self.access_log and logger.isEnabledFor(logging.INFO):
-                logger.info(
-                    "%s %s %s %.1fms",
-                    scope["method"],
-                    scope["path"],
-                    status or "dropped",
-                    (time.perf_counter() - started) * 1000,
-                )
-
-    def _template(self, scope: Scope) -> str:
-        route = scope.get("route")
-        if not isinstance(route, Route):
-            route = next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
-        return f"{scope['method']} {route.path if route is not None else scope['path']}"
-
-    def _auth(self, app: ASGIApp) -> ASGIApp:
-        async def check(scope: Scope, receive: Receive, send: Send) -> None:
-            if self.api_key is not None and scope["type"] == "http" and scope["path"].startswith("/v1"):
-                headers = dict(scope["headers"])
-                given = headers.get(b"api-key", b"").decode("latin-1")
-                bearer = headers.get(b"authorization", b"").decode("latin-1")
-                if bearer[:7].lower() == "bearer ":
-                    given = given or bearer[7:].strip()
-                if not given or not secrets.compare_digest(given.encode(), self.api_key.encode()):
-                    message = (
-                        "Incorrect API key provided."
-                        if given
-                        else "You didn't provide an API key. Use 'Authorization: Bearer KEY'."
-                    )
-                    await APIError(401, message).response()(scope, receive, send)
-                    return
-            await app(scope, receive, send)
-
-        return check
+        await self.observed(scope, receive, send)
 
     async def _api_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, APIError)
@@ -414,7 +199,7 @@ class VideosApp:
     # --- routes -------------------------------------------------------------------------------
     async def create_video(self, request: Request) -> Response:
         body = await read_body(request, self.max_upload_bytes)
-        prompt = _prompt(body)
+        prompt = prompt_field(body)
         model = field_value(body, "model", default=DEFAULT_MODEL, allowed=KNOWN_MODELS)
         size = field_value(body, "size", default=DEFAULT_SIZE, allowed=KNOWN_SIZES)
         seconds = field_value(body, "seconds", default=DEFAULT_SECONDS, allowed=KNOWN_SECONDS)
@@ -443,7 +228,7 @@ class VideosApp:
             seconds=seconds or "",
             **extra,
         )
-        return _json(self.store.view(job))
+        return json_response(self.store.view(job))
 
     async def list_videos(self, request: Request) -> Response:
         query = request.query_params
@@ -465,7 +250,7 @@ class VideosApp:
             raise APIError(404, f"Video with id '{after}' not found.", param="after", code="video_not_found")
         jobs, has_more = self.store.page(after=after, limit=int(limit_text), descending=order == "desc")
         data = [self.store.view(job) for job in jobs]
-        return _json(
+        return json_response(
             VideoList(
                 data=data,
                 first_id=data[0].id if data else None,
@@ -476,7 +261,7 @@ class VideosApp:
 
     async def retrieve_video(self, request: Request) -> Response:
         job = self._job(request.path_params["video_id"])
-        return _json(self.store.view(job), {POLL_AFTER_HEADER: self.poll_after})
+        return json_response(self.store.view(job), {POLL_AFTER_HEADER: self.poll_after})
 
     async def delete_video(self, request: Request) -> Response:
         video_id = request.path_params["video_id"]
@@ -489,7 +274,7 @@ class VideosApp:
                 code="video_not_finished",
             )
         await anyio.to_thread.run_sync(self.store.delete, video_id)
-        return _json(DeletedVideo(id=video_id))
+        return json_response(DeletedVideo(id=video_id))
 
     async def download_content(self, request: Request) -> Response:
         video_id = request.path_params["video_id"]
@@ -515,7 +300,7 @@ class VideosApp:
     async def remix_video(self, request: Request) -> Response:
         source = self._job(request.path_params["video_id"], completed=True)
         body = await read_body(request, self.max_upload_bytes)
-        prompt = _prompt(body)
+        prompt = prompt_field(body)
         job = self.store.create(
             REMIX,
             model=source.model,
@@ -525,12 +310,12 @@ class VideosApp:
             remixed_from_video_id=source.id,
             **self._failure(request, prompt),
         )
-        return _json(self.store.view(job))
+        return json_response(self.store.view(job))
 
     async def _derive(self, request: Request, kind: str) -> Response:
         """Edits and extensions: same three input forms, different output."""
         body = await read_body(request, self.max_upload_bytes)
-        prompt = _prompt(body)
+        prompt = prompt_field(body)
         model = field_value(body, "model", allowed=KNOWN_MODELS)
         extension: str | None = None
         if kind == EXTEND:
@@ -559,7 +344,7 @@ class VideosApp:
             seconds=str(round(base_seconds)),
             **extra,
         )
-        return _json(self.store.view(job))
+        return json_response(self.store.view(job))
 
     async def edit_video(self, request: Request) -> Response:
         return await self._derive(request, EDIT)
@@ -584,14 +369,14 @@ class VideosApp:
         await self._probe_upload(path, "video")
         character = await anyio.to_thread.run_sync(self.store.add_character, name, path)
         shutil.rmtree(staging, ignore_errors=True)
-        return _json(character.view())
+        return json_response(character.view())
 
     async def get_character(self, request: Request) -> Response:
         character_id = request.path_params["character_id"]
         character = self.store.characters.get(character_id)
         if character is None:
             raise APIError(404, f"Character with id '{character_id}' not found.", code="character_not_found")
-        return _json(character.view())
+        return json_response(character.view())
 
     # --- server control -----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

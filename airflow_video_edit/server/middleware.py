@@ -1,0 +1,89 @@
+"""The local server's outer layers: request stats and access log, and the API-key check.
+
+The stack, outermost first: :class:`ObservedRequests` -> fault injection -> :class:`ApiKeyCheck`
+-> the routes. ``/_server/*`` (stats, faults) needs no key.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .forms import APIError
+
+logger = logging.getLogger("airflow_video_edit.server")
+
+
+class ObservedRequests:
+    """Counts requests by route template and status (``requests``); logs one line per request."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[Route], *, access_log: bool) -> None:
+        self.app, self.routes, self.access_log = app, routes, access_log
+        self.requests: Counter[tuple[str, int]] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # Counted before the client can have the reply: a test that got its answer
+                # reads stats that include it.
+                self.requests[(self._template(scope), status)] += 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            if not status:  # dropped before any reply
+                self.requests[(self._template(scope), status)] += 1
+            if self.access_log and logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "%s %s %s %.1fms",
+                    scope["method"],
+                    scope["path"],
+                    status or "dropped",
+                    (time.perf_counter() - started) * 1000,
+                )
+
+    def _template(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if not isinstance(route, Route):
+            route = next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
+        return f"{scope['method']} {route.path if route is not None else scope['path']}"
+
+
+class ApiKeyCheck:
+    """``/v1/*`` needs the key (``Authorization: Bearer K`` or ``api-key: K``) when one is set."""
+
+    def __init__(self, app: ASGIApp, api_key: Callable[[], str | None]) -> None:
+        self.app, self.api_key = app, api_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        api_key = self.api_key()
+        if api_key is not None and scope["type"] == "http" and scope["path"].startswith("/v1"):
+            headers = dict(scope["headers"])
+            given = headers.get(b"api-key", b"").decode("latin-1")
+            bearer = headers.get(b"authorization", b"").decode("latin-1")
+            if bearer[:7].lower() == "bearer ":
+                given = given or bearer[7:].strip()
+            if not given or not secrets.compare_digest(given.encode(), api_key.encode()):
+                message = (
+                    "Incorrect API key provided."
+                    if given
+                    else "You didn't provide an API key. Use 'Authorization: Bearer KEY'."
+                )
+                await APIError(401, message).response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
