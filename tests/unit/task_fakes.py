@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +21,7 @@ from airflow_video_edit.triggers import VideoJobTrigger
 
 KEY = "sk-unit-OPERATOR-4d3c2b1a0f9e"
 CONN_ID = "openai_videos_default"
+SOURCE_CLIP = str(Path(__file__).resolve().parents[2] / "dags" / "data" / "source_clip.mp4")
 
 
 # --- fakes ------------------------------------------------------------------------------------
@@ -87,3 +89,11 @@ def probe(path: str) -> tuple[int, int, float]:
         assert sum(1 for _ in container.decode(video=0)) > 0
         duration = float(stream.duration * stream.time_base) if stream.duration else container.duration / 1e6
         return stream.codec_context.width, stream.codec_context.height, duration
+
+
+@pytest.fixture(name="server")
+def local_server(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A real local server (jobs take 0.6 s), with the connection pointed at it."""
+    with LocalVideosServer(api_key=KEY, job_seconds=0.6, poll_after_ms=0, access_log=False) as srv:
+        set_conn(monkeypatch, srv.url)
+        yield srv

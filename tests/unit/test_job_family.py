@@ -27,16 +27,15 @@ from airflow_video_edit.server import LocalVideosServer
 from airflow_video_edit.triggers import VideoJobTrigger
 from airflow_video_edit.waiting import timeout_event
 
-from .task_fakes import CONN_ID, KEY, FakeStore, jobs_created, make_context, probe, run_trigger, set_conn
-
-SOURCE_CLIP = str(Path(__file__).resolve().parents[2] / "dags" / "data" / "source_clip.mp4")
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Any:
-    with LocalVideosServer(api_key=KEY, job_seconds=0.6, poll_after_ms=0, access_log=False) as srv:
-        set_conn(monkeypatch, srv.url)
-        yield srv
+from .task_fakes import (
+    CONN_ID,
+    FakeStore,
+    jobs_created,
+    make_context,
+    probe,
+    run_trigger,
+)
+from .task_fakes import local_server as local_server  # the "server" fixture: a real local server
 
 
 def requests(server: LocalVideosServer) -> int:
