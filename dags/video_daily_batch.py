@@ -8,6 +8,9 @@
   ``published/daily/<date>/<job id>/`` with its manifest, plus ``batch.json``; the ledger is
   updated only then, so a failed run picks the same clips up again.
 - ``cleanup``: ``VideoDeleteOperator`` deletes the day's remote jobs once they are published.
+
+It starts paused (it spends money every day): unpause it in the UI or with
+``airflow dags unpause video_daily_batch``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    # It pays for a job per clip every day: it starts paused, and someone unpauses it on purpose.
+    is_paused_upon_creation=True,
     tags=["video", "example"],
     doc_md=__doc__,
 ) as dag:
