@@ -20,7 +20,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_video_edit.errors import VideoAPIError
 from airflow_video_edit.hooks import OpenAIVideosHook
 from airflow_video_edit.models import Video
-from airflow_video_edit.waiting import Wait, wait_async
+from airflow_video_edit.waiting import Wait, error_event, wait_async
 
 
 class VideoJobTrigger(BaseTrigger):
@@ -66,7 +66,7 @@ class VideoJobTrigger(BaseTrigger):
         try:
             await self.hook.aget_client()  # the connection, looked up once for the whole wait
         except Exception as exc:  # an unknown connection, or one whose fields make no sense
-            event = state.failed(VideoAPIError(f"connection {self.conn_id!r}: {exc}"))
+            event = error_event(self.video_id, VideoAPIError(f"connection {self.conn_id!r}: {exc}"))
         else:
             event = await wait_async(state, self._poll)
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]

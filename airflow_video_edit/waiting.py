@@ -4,23 +4,29 @@ A wait, in the triggerer (:class:`~airflow_video_edit.triggers.VideoJobTrigger`)
 (a non-deferrable operator), is the same loop: poll, :meth:`Wait.step`, sleep or stop. The step
 decides alone: the event of a terminal job, a timeout at the wall-clock deadline, or how long to
 sleep (the poll interval, lengthened by the server's ``openai-poll-after-ms`` hint, never past
-the deadline); it also writes the progress lines. :func:`wait_blocking` and :func:`wait_async`
-are the two loops around it. Every event is a plain dict (trigger events are
-serialized); :func:`finished_video` turns one back into the finished job or the failure.
+the deadline); :meth:`Wait.failed` does the same after a failed check (an outage is ridden out
+until the deadline, a rejection ends the wait); both write the log lines. :func:`wait_blocking`
+and :func:`wait_async` are the two loops around it. Every event is a plain dict (trigger events
+are serialized); :func:`finished_video` turns one back into the finished job or the failure.
 
-Nothing here knows about Airflow or HTTP: ``poll`` is any callable that returns
+Nothing here knows about Airflow or the wire: ``poll`` is any callable that returns
 ``(video, poll_after)`` or raises :class:`~airflow_video_edit.errors.VideoAPIError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from airflow_video_edit.errors import VideoAPIError, VideoJobFailed
 from airflow_video_edit.models import IN_PROGRESS, Video
+from airflow_video_edit.retries import is_retryable
+
+# Between status checks during an outage: the poll interval doubled per failed check, at most this.
+OUTAGE_BACKOFF_CAP = 60.0
 
 COMPLETED, FAILED, TIMEOUT, ERROR = "completed", "failed", "timeout", "error"
 Poll = tuple[Video, "float | None"]
@@ -30,6 +36,8 @@ class Log(Protocol):
     """Where progress lines go: a ``logging.Logger``, or an operator's or trigger's ``log``."""
 
     def info(self, event: Any, *args: Any, **kw: Any) -> Any: ...
+
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any: ...
 
 
 def job_event(video: Video) -> dict[str, Any] | None:
@@ -88,6 +96,12 @@ def progress_line(video: Video) -> str:
 class Wait:
     """The state of one wait and its one step.
 
+    A status check that fails for good (its own retries spent) with a transient error (a
+    connection error, a timeout, 5xx, 429: what the retry policy retries) starts an *outage*: the
+    wait goes on, checking again with capped, jittered backoff, until the wall-clock deadline,
+    the one knob of a wait. The log says once when an outage starts and once when it ends.
+    Any other error (401, 403, 404, a rejected request) ends the wait at once.
+
     :param video_id: the job waited for.
     :param poll_interval: seconds between polls; a longer ``openai-poll-after-ms`` hint wins.
     :param deadline: wall-clock time (epoch seconds) after which the wait ends in a timeout.
@@ -101,9 +115,19 @@ class Wait:
         self.deadline = deadline
         self.log = log
         self.last: Video | None = None
+        self.outage_started: float | None = None
+        self.outage_failures = 0
 
     def step(self, video: Video, poll_after: float | None) -> tuple[dict[str, Any] | None, float]:
         """After one poll: the event that ends the wait, or else how long to sleep before the next."""
+        if self.outage_started is not None:
+            self.log.info(
+                "status checks of video job %s work again after %.0f s (%d failed)",
+                self.video_id,
+                time.time() - self.outage_started,
+                self.outage_failures,
+            )
+            self.outage_started, self.outage_failures = None, 0
         if self.last is None or (video.status, video.progress // 10) != (
             self.last.status,
             self.last.progress // 10,
@@ -113,29 +137,49 @@ class Wait:
         event = job_event(video)
         if event is not None:
             return event, 0.0
-        sleep = max(self.poll_interval, poll_after or 0.0)
+        return self._sleep_or_timeout(max(self.poll_interval, poll_after or 0.0))
+
+    def failed(self, exc: VideoAPIError) -> tuple[dict[str, Any] | None, float]:
+        """After a poll that failed for good: an outage to ride out (sleep), or the error event."""
+        if not is_retryable(exc, creates_job=False, retry_job_creation=False):
+            return error_event(self.video_id, exc), 0.0
+        self.outage_failures += 1
+        if self.outage_started is None:
+            self.outage_started = time.time()
+            self.log.warning(
+                "status checks of video job %s are failing (%s); checking again with backoff until "
+                "the deadline",
+                self.video_id,
+                exc,
+            )
+        backoff = min(OUTAGE_BACKOFF_CAP, self.poll_interval * 2 ** (self.outage_failures - 1))
+        sleep = max(random.uniform(backoff / 2, backoff), exc.retry_after or 0.0)
+        event, sleep = self._sleep_or_timeout(sleep)
+        if event is not None:
+            failing = time.time() - self.outage_started
+            event["message"] += f"; status checks had been failing for {failing:.0f} s: {exc}"
+        return event, sleep
+
+    def _sleep_or_timeout(self, sleep: float) -> tuple[dict[str, Any] | None, float]:
+        """``sleep``, cut at the deadline; past it, the timeout event."""
         if self.deadline is not None:
             remaining = self.deadline - time.time()
             if remaining <= 0:
-                return timeout_event(video.id, video), 0.0
+                return timeout_event(self.video_id, self.last), 0.0
             sleep = min(sleep, remaining)
         return None, sleep
-
-    def failed(self, exc: VideoAPIError) -> dict[str, Any]:
-        """A poll failed for good (not retryable, or its retry budget spent)."""
-        return error_event(self.video_id, exc)
 
 
 def wait_blocking(state: Wait, poll: Callable[[], Poll], *, first: Poll | None = None) -> dict[str, Any]:
     """The blocking wait (a worker): poll and step until an event. ``first``: a poll already made."""
     result = first
     while True:
-        if result is None:
-            try:
-                result = poll()
-            except VideoAPIError as exc:
-                return state.failed(exc)
-        event, sleep = state.step(*result)
+        try:
+            result = result or poll()
+        except VideoAPIError as exc:
+            event, sleep = state.failed(exc)
+        else:
+            event, sleep = state.step(*result)
         if event is not None:
             return event
         time.sleep(sleep)
@@ -148,8 +192,9 @@ async def wait_async(state: Wait, poll: Callable[[], Awaitable[Poll]]) -> dict[s
         try:
             result = await poll()
         except VideoAPIError as exc:
-            return state.failed(exc)
-        event, sleep = state.step(*result)
+            event, sleep = state.failed(exc)
+        else:
+            event, sleep = state.step(*result)
         if event is not None:
             return event
         await asyncio.sleep(sleep)

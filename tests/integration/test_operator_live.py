@@ -118,6 +118,27 @@ def test_transient_poll_failures_are_ridden_out_by_the_trigger(server: LocalVide
     assert server.stats()["jobs_created"] == 1
 
 
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_an_outage_longer_than_the_retry_budget_is_ridden_out(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, deferrable: bool
+) -> None:
+    """Resets past the retry budget of each status check (1 retry): the wait goes on, one job."""
+    conn = {
+        "conn_type": "openai_videos",
+        "host": server.url,
+        "password": API_KEY,
+        "extra": {"max_retries": 1, "max_retry_seconds": 5},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+    server.set_faults(["GET /v1/videos/{id} reset;skip=1;times=6"])
+    op = operator(deferrable=deferrable)
+    ctx = context(Store())
+    result = deferred_run(op, ctx) if deferrable else op.execute(ctx)
+    assert result["status"] == "completed"
+    assert server.stats()["jobs_created"] == 1
+    assert count(server, "GET /v1/videos/{video_id}")["0"] == 6  # six replies dropped
+
+
 def test_a_failed_job_through_the_trigger_then_a_retry_submits_anew(server: LocalVideosServer) -> None:
     store = Store()
     op = operator(prompt="Make it blue [fail-job=content_policy_violation]", deferrable=True)

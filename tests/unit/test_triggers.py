@@ -213,10 +213,8 @@ async def test_error_event_for_an_unknown_connection(
     assert server.stats()["requests_total"] == 0
 
 
-async def test_error_event_when_the_retry_budget_is_spent(
-    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    set_conn(monkeypatch, server.url, max_retries=1, max_retry_seconds=5)
+def instant_retries(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The retry policy's waits inside one status check, recorded instead of slept."""
     retry_waits: list[float] = []
 
     async def no_wait(seconds: float) -> None:
@@ -224,20 +222,70 @@ async def test_error_event_when_the_retry_budget_is_spent(
 
     shared = clients.shared_async_client
 
-    async def instant_retries(settings: ClientSettings) -> clients.AsyncVideosClient:
+    async def instant(settings: ClientSettings) -> clients.AsyncVideosClient:
         client = await shared(settings)
         client._sleep = no_wait
         return client
 
-    monkeypatch.setattr(clients, "shared_async_client", instant_retries)
+    monkeypatch.setattr(clients, "shared_async_client", instant)
+    return retry_waits
+
+
+async def test_an_outage_is_ridden_out_and_logged_once_at_each_end(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three status checks fail for good (each spends its 1 retry on two 503s), then the API is back."""
+    set_conn(monkeypatch, server.url, max_retries=1, max_retry_seconds=5)
+    instant_retries(monkeypatch)
+    server.set_faults(["GET /v1/videos/{id} status=503;times=6"])
+    video_id = add_job(server, started_ago=100.0, duration=1.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01, deadline=time.time() + 60)
+    messages: list[str] = []
+    for level in ("info", "warning"):
+        monkeypatch.setattr(
+            trigger.log, level, lambda msg, *args, **kw: messages.append(msg % args if args else msg)
+        )
+    events = await events_of(trigger)
+    assert [e["event"] for e in events] == ["completed"]
+    assert gets(server, 503) == 6
+    failing = [m for m in messages if "are failing" in m]
+    back = [m for m in messages if "work again" in m]
+    assert len(failing) == 1
+    assert "status=503" in failing[0]
+    assert back == [back[0]]
+    assert "(3 failed)" in back[0]
+
+
+async def test_an_outage_past_the_deadline_ends_in_a_timeout(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_conn(monkeypatch, server.url, max_retries=1, max_retry_seconds=5)
+    instant_retries(monkeypatch)
     server.set_faults(["GET /v1/videos/{id} status=503"])
     video_id = add_job(server)
-    events = await events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01))
+    events = await events_of(
+        VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01, deadline=time.time() + 0.3)
+    )
     assert len(events) == 1
-    assert events[0]["event"] == "error"
-    assert events[0]["http_status"] == 503
-    assert gets(server, 503) == 2  # one try plus max_retries=1
-    assert len(retry_waits) == 1
+    assert events[0]["event"] == "timeout"
+    assert "had been failing" in events[0]["message"]
+    assert "may still be running" in events[0]["message"]
+    assert gets(server, 503) >= 4  # it kept checking until the deadline
+
+
+async def test_a_rejection_during_a_wait_ends_it_at_once(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_conn(monkeypatch, server.url)
+    instant_retries(monkeypatch)
+    server.set_faults(["GET /v1/videos/{id} status=403"])
+    video_id = add_job(server)
+    events = await events_of(
+        VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01, deadline=time.time() + 60)
+    )
+    assert [e["event"] for e in events] == ["error"]
+    assert events[0]["http_status"] == 403
+    assert gets(server, 403) == 1
 
 
 # --- deadlines --------------------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""The one wait step and the blocking loop (the worker's wait), with a scripted status source."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_video_edit import waiting
+from airflow_video_edit.errors import (
+    AuthenticationError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    VideoAPIError,
+)
+from airflow_video_edit.models import Video
+
+LOG = logging.getLogger("test_waiting")
+
+
+def video(status: str, progress: int = 0) -> Video:
+    return Video(id="video_1", status=status, progress=progress)
+
+
+def scripted(*answers: Video | VideoAPIError) -> Callable[[], tuple[Video, float | None]]:
+    queue = list(answers)
+
+    def poll() -> tuple[Video, float | None]:
+        answer = queue.pop(0)
+        if isinstance(answer, VideoAPIError):
+            raise answer
+        return answer, None
+
+    return poll
+
+
+@pytest.fixture
+def slept(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    sleeps: list[float] = []
+    monkeypatch.setattr(waiting.time, "sleep", sleeps.append)
+    return sleeps
+
+
+def test_the_worker_rides_out_an_outage(slept: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="test_waiting")
+    state = waiting.Wait("video_1", poll_interval=1.0, deadline=time.time() + 3600, log=LOG)
+    poll = scripted(
+        TransportError("ConnectError: refused", surely_not_sent=True),
+        ServerError("bad gateway", status_code=502),
+        RateLimitError("slow down", status_code=429, retry_after=30.0),
+        video("completed", 100),
+    )
+    event = waiting.wait_blocking(state, poll, first=(video("in_progress", 40), None))
+    assert event["event"] == "completed"
+    # The interval, then backoff from the interval doubling per failure (jittered, half to full),
+    # a Retry-After longer than the backoff wins.
+    assert slept[0] == 1.0
+    assert 0.5 <= slept[1] <= 1.0
+    assert 1.0 <= slept[2] <= 2.0
+    assert slept[3] == 30.0
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("are failing" in line for line in lines) == 1
+    assert sum("work again" in line for line in lines) == 1
+    assert "(3 failed)" in next(line for line in lines if "work again" in line)
+
+
+@pytest.mark.parametrize(
+    "error", [AuthenticationError("bad key", status_code=401), NotFoundError("gone", status_code=404)]
+)
+def test_a_rejection_ends_the_wait_at_once(slept: list[float], error: VideoAPIError) -> None:
+    state = waiting.Wait("video_1", poll_interval=1.0, deadline=time.time() + 3600, log=LOG)
+    event = waiting.wait_blocking(state, scripted(error), first=(video("queued"), None))
+    assert event["event"] == "error"
+    assert event["http_status"] == error.status_code
+    assert slept == [1.0]
+
+
+def test_backoff_is_capped_and_never_passes_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = waiting.Wait("video_1", poll_interval=10.0, deadline=time.time() + 3600, log=LOG)
+    waits = [state.failed(ServerError("down", status_code=503))[1] for _ in range(12)]
+    assert max(waits) <= waiting.OUTAGE_BACKOFF_CAP
+    assert waits[-1] >= waiting.OUTAGE_BACKOFF_CAP / 2
+    state.deadline = time.time() + 5
+    event, sleep = state.failed(ServerError("down", status_code=503))
+    assert event is None
+    assert sleep <= 5
+    state.deadline = time.time() - 1
+    event, _ = state.failed(ServerError("still down", status_code=503))
+    assert event is not None
+    assert event["event"] == "timeout"
+    assert "still down" in event["message"]
+
+
+def test_progress_lines_per_status_and_tenth(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="test_waiting")
+    state = waiting.Wait("video_1", poll_interval=1.0, deadline=None, log=LOG)
+    for status, progress in [("queued", 0), ("in_progress", 11), ("in_progress", 15), ("in_progress", 21)]:
+        assert state.step(video(status, progress), None) == (None, 1.0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "video job video_1: queued",
+        "video job video_1: in_progress 11%",
+        "video job video_1: in_progress 21%",
+    ]
+
+
+def test_finished_video_of_each_event() -> None:
+    done = waiting.job_event(video("completed", 100))
+    assert done is not None
+    assert waiting.finished_video(done).status == "completed"
+    failed: dict[str, Any] = {
+        "event": "failed",
+        "video_id": "v",
+        "code": "moderation_blocked",
+        "message": "no",
+    }
+    with pytest.raises(waiting.VideoJobFailed, match="moderation_blocked"):
+        waiting.finished_video(failed)
+    with pytest.raises(waiting.VideoJobFailed, match="gave up"):
+        waiting.finished_video(waiting.timeout_event("v", None))
