@@ -5,6 +5,8 @@ Shared by the job operators (which download after the wait) and ``VideoDownloadO
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +17,31 @@ if TYPE_CHECKING:
     from airflow_video_edit.waiting import Log
 
 VARIANT_SUFFIXES = {"video": ".mp4", "thumbnail": "_thumbnail.webp", "spritesheet": "_spritesheet.webp"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_LONGEST_PLAIN_STEM = 96
+_WINDOWS_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{i}" for i in range(10)),
+    *(f"LPT{i}" for i in range(10)),
+}
+
+
+def file_stem(video_id: str) -> str:
+    """The file name stem for a job: the id itself when it is short and plain (``video_abc123``);
+    else a readable, filesystem-safe prefix of it and a hash of the whole id.
+
+    Gateways rewrite ids (LiteLLM's are about 240 characters of base64): a name stays under 120
+    bytes, so it and its temporary ``.<name>.<8 hex>.part`` fit the 255-byte limit of Linux, macOS
+    and Windows. Deterministic: a retry writes the same file, never a second one.
+    """
+    safe = _UNSAFE.sub("_", video_id).strip("._") or "video"
+    plain = safe == video_id and len(video_id) <= _LONGEST_PLAIN_STEM
+    if plain and video_id.split(".")[0].upper() not in _WINDOWS_RESERVED:
+        return video_id
+    return f"{safe[:48]}-{hashlib.sha256(video_id.encode()).hexdigest()[:16]}"
 
 
 def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
@@ -25,7 +52,8 @@ def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
 
 
 def destination_for(destination: Any, video_id: str, variant: str) -> Any:
-    """A folder gets ``<id>.mp4``, ``<id>_thumbnail.webp``, ...; a file's stem names the rest.
+    """A folder gets ``<stem>.mp4``, ``<stem>_thumbnail.webp``, ... (:func:`file_stem`); a file's
+    stem names the rest.
 
     A folder is a path ending in ``/`` or an existing directory; for an ``ObjectStoragePath``
     (object stores have no real folders) also a path without a file suffix.
@@ -38,7 +66,7 @@ def destination_for(destination: Any, video_id: str, variant: str) -> Any:
     )
     if is_folder:
         folder = Path(text) if is_local else destination
-        return folder / f"{video_id}{suffix}"
+        return folder / f"{file_stem(video_id)}{suffix}"
     file = Path(text) if is_local else destination
     if variant == "video":
         return file

@@ -22,6 +22,7 @@ from airflow_video_edit.operators import (
     VideoJobOperator,
     VideoRemixOperator,
 )
+from airflow_video_edit.operators.outputs import VARIANT_SUFFIXES, destination_for, file_stem
 from airflow_video_edit.sensors import VideoJobSensor
 from airflow_video_edit.server import LocalVideosServer
 from airflow_video_edit.triggers import VideoJobTrigger
@@ -287,3 +288,31 @@ def test_delete_operator_cleans_up_and_404_counts_as_done(server: LocalVideosSer
     with pytest.raises(InvalidInputError, match="video"):
         VideoDeleteOperator(task_id="x", video=[jobs[0], "bad id"], conn_id=CONN_ID).execute(make_context())
     assert requests(server) == before  # every id checked before the first delete
+
+
+# --- file names for any id --------------------------------------------------------------------
+# Like LiteLLM's rewritten ids: about 240 characters of base64 after the prefix.
+LITELLM_ID = (
+    "video_" + "bGl0ZWxsbTpjdXN0b21fbGxtX3Byb3ZpZGVyOmF6dXJlO21vZGVsX2lkOnNvcmEtMjt2aWRlb19pZDp2aWRl" * 3
+)
+
+
+@pytest.mark.parametrize(
+    "video_id", [LITELLM_ID, 'video_a:b*c?d|e<f>g"h\\\\i', "CON", "..hidden", "vidéo_ünïcode", "x" * 97]
+)
+def test_file_names_fit_any_id(tmp_path: Path, video_id: str) -> None:
+    names = {variant: destination_for(f"{tmp_path}/", video_id, variant).name for variant in VARIANT_SUFFIXES}
+    for name in names.values():
+        temporary = f".{name}.0123abcd.part"  # the atomic write's temporary name
+        assert len(temporary.encode()) < 200
+        assert all((c.isalnum() and c.isascii()) or c in "._-" for c in name), name
+        assert not name.startswith(".")
+        (tmp_path / name).write_bytes(b"ok")  # the filesystem takes it
+    assert names == {v: destination_for(f"{tmp_path}/", video_id, v).name for v in VARIANT_SUFFIXES}
+    assert len(set(names.values())) == len(names)
+    assert file_stem(video_id) != file_stem(video_id + "2")
+
+
+def test_plain_ids_keep_their_names(tmp_path: Path) -> None:
+    assert destination_for(f"{tmp_path}/", "video_123", "video").name == "video_123.mp4"
+    assert destination_for(f"{tmp_path}/", "video_123", "thumbnail").name == "video_123_thumbnail.webp"
