@@ -24,6 +24,7 @@ import httpx
 import tenacity
 
 from airflow_video_edit.calls import Call, build_request
+from airflow_video_edit.content import ALLOWED, SUFFIXES, ContentCheck
 from airflow_video_edit.errors import TransportError
 from airflow_video_edit.replies import error_from_response, error_from_transport
 from airflow_video_edit.retries import retry_policy
@@ -32,33 +33,47 @@ from airflow_video_edit.transport import ShardedTransport
 
 T = TypeVar("T")
 CHUNK_SIZE = 1024 * 1024
+IMAGE_SUFFIXES = frozenset({".webp", ".jpg", ".jpeg", ".png"})
 
 
 class _AtomicFile:
     """A download target written under a temporary name, renamed into place when complete.
 
     Readers never see a partial file. There is no fsync: what it guards against (a power cut
-    right after the rename) ends the task too, and the task's next try downloads again.
+    right after the rename) ends the task too, and the task's next try downloads again. With a
+    ``check``, every chunk is checked as it is written (:mod:`airflow_video_edit.content`), and an
+    image whose real type differs from the destination's suffix gets the real suffix.
     """
 
-    def __init__(self, destination: Any) -> None:
+    def __init__(self, destination: Any, check: ContentCheck | None = None) -> None:
         self.destination = Path(destination) if isinstance(destination, str | os.PathLike) else destination
+        self.check = check
         self.temporary = self.destination.parent / f".{self.destination.name}.{uuid.uuid4().hex[:8]}.part"
         self.destination.parent.mkdir(parents=True, exist_ok=True)  # a Path or an ObjectStoragePath
         self.handle: IO[bytes] = self.temporary.open("wb")
         self.written = 0
 
     def write(self, chunk: bytes) -> None:
+        if self.check is not None:
+            self.check.feed(chunk)
         self.handle.write(chunk)
         self.written += len(chunk)
 
     def commit(self, expected: int | None) -> int:
         self.handle.close()
-        if expected is not None and self.written != expected:
+        try:
+            if expected is not None and self.written != expected:
+                raise TransportError(
+                    f"download truncated: got {self.written} of {expected} bytes", surely_not_sent=False
+                )
+            if self.check is not None:
+                real = SUFFIXES[self.check.finish()]
+                suffix = self.destination.suffix.lower()
+                if suffix in IMAGE_SUFFIXES and suffix != real and not (suffix == ".jpeg" and real == ".jpg"):
+                    self.destination = self.destination.with_suffix(real)
+        except BaseException:
             self.abort()
-            raise TransportError(
-                f"download truncated: got {self.written} of {expected} bytes", surely_not_sent=False
-            )
+            raise
         self.temporary.rename(self.destination)
         return self.written
 
@@ -66,6 +81,11 @@ class _AtomicFile:
         self.handle.close()
         with suppress(FileNotFoundError):
             self.temporary.unlink()
+
+
+def _check(call: Call[Any], response: httpx.Response) -> ContentCheck | None:
+    variant = (call.params or {}).get("variant")
+    return ContentCheck(variant, response.headers.get("content-type")) if variant in ALLOWED else None
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -144,7 +164,7 @@ class VideosClient:
         """Stream a content reply into ``destination`` (a path or ``ObjectStoragePath``), atomically."""
         for attempt in self._retrying(call):
             with attempt, self._response(call, stream=True) as response:
-                target = _AtomicFile(destination)
+                target = _AtomicFile(destination, _check(call, response))
                 try:
                     # Chunks as the socket delivers them (<= 64 KiB): re-chunking to CHUNK_SIZE
                     # in httpx copies every byte twice and halved download throughput.
@@ -233,7 +253,7 @@ class AsyncVideosClient:
                 async with self._slots:
                     response = await self._send(call, stream=True)
                     try:
-                        target = await asyncio.to_thread(_AtomicFile, destination)
+                        target = await asyncio.to_thread(_AtomicFile, destination, _check(call, response))
                         try:
                             async for chunk in _aiter_raw(response):
                                 await asyncio.to_thread(target.write, chunk)

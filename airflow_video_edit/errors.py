@@ -124,3 +124,7 @@ def error_class_for_status(status_code: int) -> type[APIStatusError]:
 
 class VideoJobFailed(Exception):
     """A video job failed, timed out, or could not be followed. Carries the backend's reason."""
+
+
+class ContentMismatchError(VideoAPIError):
+    """A download is not what was asked for (e.g. the MP4 where a thumbnail was asked). Not retried."""

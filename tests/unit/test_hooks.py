@@ -20,6 +20,7 @@ from airflow_video_edit.hooks import OpenAIVideosHook
 from airflow_video_edit.settings import settings_from_connection
 
 from .conftest import SECRET, Seen, Server, set_connection, video_json
+from .media_bytes import jpeg, mp4, png
 
 EXTRA = {
     "organization": "org-42",
@@ -28,7 +29,7 @@ EXTRA = {
     "extra_query": {"api-version": "preview"},
     "default_model": "sora-2-pro",
 }
-CONTENT = {"video": b"\x00\x00\x00\x18ftypmp42" * 5000, "thumbnail": b"\x89PNG thumb", "spritesheet": b"JPEG"}
+CONTENT = {"video": mp4(100_000), "thumbnail": png(), "spritesheet": jpeg()}
 PAGES = {None: ["video_1", "video_2"], "video_2": ["video_3", "video_4"], "video_4": ["video_5"]}
 
 

@@ -24,6 +24,7 @@ from airflow_video_edit import calls, clients, errors, models, replies, retries
 from airflow_video_edit.settings import ClientSettings
 
 from .conftest import SECRET, Server, Sleeps, error_json, never_called, video_json
+from .media_bytes import jpeg, mp4, png, webp
 
 RETRIED_STATUSES = [408, 409, 429, 500, 502, 503, 504]
 NOT_RETRIED_STATUSES = [400, 401, 403, 404, 422]
@@ -314,7 +315,7 @@ def _leftovers(directory: Path) -> list[str]:
 async def test_download_writes_content_and_creates_directory(
     download: Any, server: Server, tmp_path: Path
 ) -> None:
-    body = b"\x00\x01video" * 400_000
+    body = mp4(4_000_000, fill=b"\x00\x01video")
     server.reply(httpx.Response(200, content=body, headers={"content-type": "video/mp4"}))
     destination = tmp_path / "deep" / "er" / "out.mp4"
     result = await download(server, calls.download_content("video_1"), destination)
@@ -331,18 +332,19 @@ async def test_download_writes_content_and_creates_directory(
 async def test_download_content_length_mismatch_retried_then_ok(
     download: Any, server: Server, tmp_path: Path, sleeps: Sleeps
 ) -> None:
-    short = httpx.Response(200, content=b"x" * 50, headers={"content-length": "100"})
-    server.reply(short, httpx.Response(200, content=b"y" * 100))
+    whole = mp4(100)
+    short = httpx.Response(200, content=whole[:50], headers={"content-length": str(len(whole))})
+    server.reply(short, httpx.Response(200, content=whole))
     destination = tmp_path / "out.mp4"
     await download(server, calls.download_content("video_1"), destination)
-    assert destination.read_bytes() == b"y" * 100
+    assert destination.read_bytes() == whole
     assert len(server.seen) == 2
     assert len(sleeps) == 1
     assert _leftovers(tmp_path) == ["out.mp4"]
 
 
 async def test_download_truncated_leaves_nothing(download: Any, server: Server, tmp_path: Path) -> None:
-    server.reply(httpx.Response(200, content=b"x" * 50, headers={"content-length": "100"}))
+    server.reply(httpx.Response(200, content=mp4(100)[:50], headers={"content-length": "100"}))
     destination = tmp_path / "out.mp4"
     with pytest.raises(errors.TransportError, match="truncated: got 50 of 100"):
         await download(server, calls.download_content("video_1"), destination, max_retries=2)
@@ -355,7 +357,7 @@ async def test_download_stream_error_leaves_nothing_and_keeps_old_file(
 ) -> None:
     destination = tmp_path / "out.mp4"
     destination.write_bytes(b"previous")
-    server.reply(lambda request: httpx.Response(200, stream=_BrokenStream(b"partial" * 1000)))
+    server.reply(lambda request: httpx.Response(200, stream=_BrokenStream(mp4(7000)[:5000])))
     with pytest.raises(errors.TransportError, match="ReadError"):
         await download(server, calls.download_content("video_1"), destination, max_retries=1)
     assert len(server.seen) == 2
@@ -364,12 +366,110 @@ async def test_download_stream_error_leaves_nothing_and_keeps_old_file(
 
 
 async def test_download_stream_error_then_success(download: Any, server: Server, tmp_path: Path) -> None:
-    server.reply(httpx.Response(200, stream=_BrokenStream(b"partial")), httpx.Response(200, content=b"whole"))
+    server.reply(httpx.Response(200, stream=_BrokenStream(png()[:20])), httpx.Response(200, content=png()))
     destination = tmp_path / "out.png"
     result = await download(server, calls.download_content("video_1", "thumbnail"), destination)
-    assert destination.read_bytes() == b"whole"
-    assert result.bytes == 5
+    assert destination.read_bytes() == png()
+    assert result.bytes == len(png())
     assert server.last.params["variant"] == "thumbnail"
+
+
+# --- content checks -----------------------------------------------------------------------------
+async def test_the_video_where_a_thumbnail_was_asked_is_refused(
+    download: Any, server: Server, tmp_path: Path
+) -> None:
+    """A gateway that drops ?variant= sends the MP4: refused at once, not retried, nothing saved."""
+    server.reply(
+        lambda request: httpx.Response(200, content=mp4(50_000), headers={"content-type": "video/mp4"})
+    )
+    destination = tmp_path / "clip_thumbnail.webp"
+    with pytest.raises(errors.ContentMismatchError) as info:
+        await download(server, calls.download_content("video_1", "thumbnail"), destination)
+    text = str(info.value)
+    assert "thumbnail" in text
+    assert "got mp4" in text
+    assert "variant" in text
+    assert "Content-Type video/mp4" in text
+    assert len(server.seen) == 1
+    assert _leftovers(tmp_path) == []
+
+
+async def test_unrecognised_content_is_refused(download: Any, server: Server, tmp_path: Path) -> None:
+    server.reply(
+        httpx.Response(200, content=b"<html>proxy error</html>", headers={"content-type": "text/html"})
+    )
+    with pytest.raises(errors.ContentMismatchError, match="expected mp4, got unrecognised content"):
+        await download(server, calls.download_content("video_1"), tmp_path / "out.mp4")
+    assert _leftovers(tmp_path) == []
+
+
+async def test_an_mp4_cut_behind_a_matching_content_length_is_retried(
+    download: Any, server: Server, tmp_path: Path, sleeps: Sleeps
+) -> None:
+    whole = mp4(20_000)
+    cut = whole[: len(whole) // 2]  # Content-Length is that of the cut body: only the boxes tell
+    server.reply(httpx.Response(200, content=cut), httpx.Response(200, content=whole))
+    destination = tmp_path / "out.mp4"
+    await download(server, calls.download_content("video_1"), destination)
+    assert destination.read_bytes() == whole
+    assert len(server.seen) == 2
+    server.reply(lambda request: httpx.Response(200, content=cut))
+    with pytest.raises(errors.TransportError, match="not a whole MP4"):
+        await download(server, calls.download_content("video_1"), tmp_path / "again.mp4", max_retries=1)
+    assert _leftovers(tmp_path) == ["out.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (mp4(500)[:-1], "boxes end at byte"),
+        (mp4(500) + b"junk", "boxes end at byte"),
+        (mp4(500).replace(b"moov", b"free"), "no moov"),
+    ],
+)
+async def test_broken_mp4s_are_not_saved(
+    download: Any, server: Server, tmp_path: Path, body: bytes, problem: str
+) -> None:
+    server.reply(lambda request: httpx.Response(200, content=body))
+    with pytest.raises(errors.TransportError, match=problem):
+        await download(server, calls.download_content("video_1"), tmp_path / "out.mp4", max_retries=0)
+    assert _leftovers(tmp_path) == []
+
+
+async def test_an_image_gets_the_suffix_of_its_real_type(
+    download: Any, server: Server, tmp_path: Path
+) -> None:
+    server.reply(httpx.Response(200, content=jpeg(), headers={"content-type": "application/octet-stream"}))
+    result = await download(server, calls.download_content("video_1", "spritesheet"), tmp_path / "s.webp")
+    assert result.path == str(tmp_path / "s.jpg")
+    assert _leftovers(tmp_path) == ["s.jpg"]
+    server.reply(httpx.Response(200, content=webp()))
+    result = await download(server, calls.download_content("video_1", "thumbnail"), tmp_path / "t.webp")
+    assert result.path == str(tmp_path / "t.webp")
+
+
+def test_the_box_walk_in_any_chunking() -> None:
+    from airflow_video_edit.content import Mp4Boxes
+
+    body = Path(__file__).resolve().parents[2].joinpath("dags", "data", "source_clip.mp4").read_bytes()
+    for size in (1, 3, 7, 8, 9, 16, 1000, 65536, len(body)):
+        walk = Mp4Boxes()
+        for start in range(0, len(body), size):
+            walk.feed(body[start : start + size])
+        assert walk.problem() is None, size
+        assert walk.types[0] == b"ftyp"
+        half = Mp4Boxes()
+        half.feed(body[: len(body) // 2])
+        assert half.problem() is not None
+    large = b"\x00\x00\x00\x01mdat" + (16 + 10).to_bytes(8, "big") + b"\x00" * 10  # a 64-bit box size
+    walk = Mp4Boxes()
+    for byte in box_prefix() + large:
+        walk.feed(bytes([byte]))
+    assert walk.problem() is None
+
+
+def box_prefix() -> bytes:
+    return mp4(0)[:-8]  # ftyp and moov, without the empty mdat
 
 
 async def test_download_error_status_writes_nothing(download: Any, server: Server, tmp_path: Path) -> None:
