@@ -17,15 +17,27 @@ MIB = 1024**2
 
 
 def make_file(path: Path, size: int = GIB) -> Path:
-    """A file of ``size`` non-repeating-looking bytes (not sparse), reused if already there."""
+    """A file of ``size`` bytes shaped as an MP4 (``ftyp``, ``moov``, then an ``mdat`` of
+    non-repeating-looking bytes, not sparse): downloads check the type and the box walk. Reused
+    if already there."""
+    head = _box(b"ftyp", b"isom\x00\x00\x02\x00isomiso2mp41") + _box(b"moov", b"\x00" * 100)
+    head += (size - len(head)).to_bytes(4, "big") + b"mdat"
     if path.exists() and path.stat().st_size == size:
-        return path
+        with path.open("rb") as handle:
+            if handle.read(len(head)) == head:
+                return path
     block = os.urandom(4 * MIB)
     with path.open("wb") as handle:
-        for _ in range(size // len(block)):
+        handle.write(head)
+        left = size - len(head)
+        for _ in range(left // len(block)):
             handle.write(block)
-        handle.write(block[: size % len(block)])
+        handle.write(block[: left % len(block)])
     return path
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
 
 
 def free_port() -> int:
