@@ -217,7 +217,10 @@ def list_videos(
         raise InvalidInputError("limit: must be between 0 and 100", param="limit")
     if order is not None and order not in ("asc", "desc"):
         raise InvalidInputError("order: must be 'asc' or 'desc'", param="order")
-    params = _body(after=check_video_id(after, "after") if after else None, limit=limit, order=order)
+    if after is not None and (not isinstance(after, str) or not after):
+        raise InvalidInputError("after: must be a non-empty cursor string", param="after")
+    # A cursor is the backend's own opaque text: sent back as received (httpx encodes it).
+    params = _body(after=after, limit=limit, order=order)
     return Call("GET", "videos", parse_video_list, params=params)
 
 
@@ -294,11 +297,13 @@ def extend_video(
     return _source_video_call("videos/extensions", video, fields)
 
 
-def create_character(video: Any, name: str) -> Call[models.VideoCharacter]:
+def create_character(video: Any, name: str, *, model: str | None = None) -> Call[models.VideoCharacter]:
+    """``POST /videos/characters``; takes the connection's default model (gateways route by it)."""
     if not isinstance(name, str) or not name.strip() or len(name) > 80:
         raise InvalidInputError("name: must be 1 to 80 characters", param="name")
     upload = ("video", UploadSource(video, argument="video"))
-    return Call("POST", "videos/characters", parse_character, form={"name": name}, upload=upload)
+    form = _body(name=name, model=_check_choice(model, "model"))
+    return Call("POST", "videos/characters", parse_character, form=form, upload=upload, takes_model=True)
 
 
 def get_character(character_id: str) -> Call[models.VideoCharacter]:

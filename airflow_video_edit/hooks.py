@@ -20,10 +20,12 @@ from airflow.sdk.log import amask_secret, mask_secret
 from airflow_video_edit import calls, clients, models
 from airflow_video_edit.calls import Call
 from airflow_video_edit.clients import AsyncVideosClient, Download, VideosClient
-from airflow_video_edit.errors import VideoAPIError
+from airflow_video_edit.errors import APIStatusError, VideoAPIError
 from airflow_video_edit.settings import ClientSettings, settings_from_connection
 
 T = TypeVar("T")
+# A well-formed id no backend has: what the connection test retrieves.
+CONNECTION_TEST_ID = "video_airflow_connection_test_0000000000"
 
 try:
     from airflow.providers.common.compat.connection import get_async_extra_dejson
@@ -184,21 +186,38 @@ class OpenAIVideosHook(BaseHook):
         """Extend a completed video (id or file) by ``seconds``. Creates a paid job."""
         return self.send(calls.extend_video(video, prompt, seconds, model=model))
 
-    def create_character(self, video: Any, name: str) -> models.VideoCharacter:
-        return self.send(calls.create_character(video, name))
+    def create_character(self, video: Any, name: str, *, model: str | None = None) -> models.VideoCharacter:
+        return self.send(calls.create_character(video, name, model=model))
 
     def get_character(self, character_id: str) -> models.VideoCharacter:
         return self.send(calls.get_character(character_id))
 
     def test_connection(self) -> tuple[bool, str]:
-        """For the UI's Test button: one cheap authenticated read (list one video)."""
+        """For the UI's Test button: prove the base URL and the key with one read any backend has.
+
+        It retrieves a well-formed id that exists nowhere (gateways may have no list endpoint):
+        an answer in the API's own error shape (404 ``video_not_found``, or a gateway's 400) means
+        the URL reaches the Videos API and the key was accepted; 401/403 mean a wrong key; a bare
+        404 (no error body) means the base URL is not the API's.
+        """
+        from airflow_video_edit.errors import AuthenticationError, PermissionDeniedError
+
+        check = f"GET /videos/{CONNECTION_TEST_ID}"
         try:
-            self.send(calls.list_videos(limit=1))
+            self.send(calls.retrieve_video(CONNECTION_TEST_ID))
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            return False, f"{check}: the key was refused: {exc}"
+        except APIStatusError as exc:
+            answered = exc.status_code is not None and exc.status_code < 500
+            if answered and (exc.code is not None or exc.error_type is not None):
+                answer = f"{exc.status_code} {exc.code or exc.error_type}"
+                return True, f"{check} answered {answer}: URL and key work"
+            return False, f"{check}: not the Videos API's answer (is the base URL right?): {exc}"
         except VideoAPIError as exc:
-            return False, str(exc)
+            return False, f"{check}: {exc}"
         finally:
             self.close()
-        return True, "Connection to the Videos API works"
+        return True, f"{check} answered 200: URL and key work"
 
     # -- the operations (async) -----------------------------------------------------------------
     async def acreate_video(
@@ -253,8 +272,10 @@ class OpenAIVideosHook(BaseHook):
     ) -> models.Video:
         return await self.asend(calls.extend_video(video, prompt, seconds, model=model))
 
-    async def acreate_character(self, video: Any, name: str) -> models.VideoCharacter:
-        return await self.asend(calls.create_character(video, name))
+    async def acreate_character(
+        self, video: Any, name: str, *, model: str | None = None
+    ) -> models.VideoCharacter:
+        return await self.asend(calls.create_character(video, name, model=model))
 
     async def aget_character(self, character_id: str) -> models.VideoCharacter:
         return await self.asend(calls.get_character(character_id))

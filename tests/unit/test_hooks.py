@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from airflow_video_edit import errors
-from airflow_video_edit.hooks import OpenAIVideosHook
+from airflow_video_edit.hooks import CONNECTION_TEST_ID, OpenAIVideosHook
 from airflow_video_edit.settings import settings_from_connection
 
-from .conftest import SECRET, Seen, Server, set_connection, video_json
+from .conftest import SECRET, Seen, Server, error_json, set_connection, video_json
 from .media_bytes import jpeg, mp4, png
 
 EXTRA = {
@@ -192,6 +192,15 @@ async def test_list_follows_after_cursor(hook: OpenAIVideosHook, api: FakeAPI, m
     assert all(s.params["limit"] == "2" and s.params["order"] == "asc" for s in api.seen)
 
 
+@pytest.mark.parametrize("cursor", ["video 2", "cursor/with+base64==", "a%b"])
+async def test_a_cursor_is_sent_back_as_received(wire_hook: Any, mode: str, cursor: str) -> None:
+    page = {"object": "list", "data": [video_json("video_1")], "last_id": cursor, "has_more": True}
+    end = {"object": "list", "data": [], "has_more": False}
+    server = Server().reply(httpx.Response(200, json=page), httpx.Response(200, json=end))
+    await call(wire_hook(server, **EXTRA), mode, "list_videos")
+    assert server.seen[1].params["after"] == cursor
+
+
 async def test_delete(hook: OpenAIVideosHook, api: FakeAPI, mode: str) -> None:
     deleted = await call(hook, mode, "delete_video", "video_abc")
     assert deleted.deleted
@@ -295,7 +304,14 @@ async def test_characters(hook: OpenAIVideosHook, api: FakeAPI, mode: str, tmp_p
     character = await call(hook, mode, "create_character", source, "Mossy")
     assert character.id == "char_1"
     fields = api.last.multipart()
-    assert fields == {"name": (None, b"Mossy"), "video": ("mossy.mp4", b"character-video")}
+    # The connection's default model goes on characters too: gateways route every request by model.
+    assert fields == {
+        "name": (None, b"Mossy"),
+        "model": (None, b"sora-2-pro"),
+        "video": ("mossy.mp4", b"character-video"),
+    }
+    await call(hook, mode, "create_character", source, "Mossy", model="sora-2")
+    assert api.last.multipart()["model"] == (None, b"sora-2")
     fetched = await call(hook, mode, "get_character", "char 1".replace(" ", "_"))
     assert fetched.id == "char_1"
     assert (api.last.method, api.last.path) == ("GET", "/v1/videos/characters/char_1")
@@ -478,7 +494,48 @@ def test_test_connection_success(hook: OpenAIVideosHook, api: FakeAPI) -> None:
     ok, message = hook.test_connection()
     assert ok is True
     assert message
-    assert (api.last.method, api.last.path, api.last.params["limit"]) == ("GET", "/v1/videos", "1")
+    assert (api.last.method, api.last.path) == ("GET", f"/v1/videos/{CONNECTION_TEST_ID}")  # no list needed
+
+
+@pytest.mark.parametrize(
+    ("reply", "ok", "words"),
+    [
+        (
+            httpx.Response(404, json=error_json("No such video", code="video_not_found")),
+            True,
+            "404 video_not_found",
+        ),
+        (
+            httpx.Response(400, json={"error": {"message": "bad id", "type": "invalid_request_error"}}),
+            True,
+            "400",
+        ),
+        (httpx.Response(404, text="Not Found"), False, "base URL"),
+        (httpx.Response(403, json=error_json("Not allowed", code="forbidden")), False, "key was refused"),
+    ],
+    ids=["404-api", "400-gateway", "404-bare", "403"],
+)
+def test_test_connection_reads_the_answer(
+    wire_hook: Any, reply: httpx.Response, ok: bool, words: str
+) -> None:
+    server = Server().reply(reply)
+    result, message = wire_hook(server, **EXTRA, max_retries=0).test_connection()
+    assert result is ok
+    assert words in message
+    assert "GET /videos/" in message  # says which check it made
+    assert SECRET not in message
+
+
+def test_test_connection_against_the_local_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_video_edit.server import LocalVideosServer
+
+    with LocalVideosServer(api_key="sk-conn-test", access_log=False) as local:
+        set_connection(monkeypatch, host=local.url, password="sk-conn-test")
+        assert OpenAIVideosHook().test_connection()[0] is True
+        set_connection(monkeypatch, host=local.url, password="sk-wrong")
+        ok, message = OpenAIVideosHook().test_connection()
+        assert ok is False
+        assert "refused" in message
 
 
 def test_test_connection_bad_key(wire_hook: Any) -> None:

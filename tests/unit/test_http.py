@@ -656,7 +656,7 @@ def _invalid_calls(tmp_path: Path) -> list[tuple[str, Any]]:
         ("character_id", lambda: calls.get_character("c/1")),
         ("limit", lambda: calls.list_videos(limit=101)),
         ("order", lambda: calls.list_videos(order="up")),
-        ("after", lambda: calls.list_videos(after="a b")),
+        ("after", lambda: calls.list_videos(after="")),
     ]
 
 
