@@ -20,7 +20,12 @@ from airflow.sdk.log import amask_secret, mask_secret
 from airflow_video_edit import calls, clients, models
 from airflow_video_edit.calls import Call
 from airflow_video_edit.clients import AsyncVideosClient, Download, VideosClient
-from airflow_video_edit.errors import APIStatusError, VideoAPIError
+from airflow_video_edit.errors import (
+    APIStatusError,
+    AuthenticationError,
+    PermissionDeniedError,
+    VideoAPIError,
+)
 from airflow_video_edit.settings import ClientSettings, settings_from_connection
 
 T = TypeVar("T")
@@ -200,8 +205,6 @@ class OpenAIVideosHook(BaseHook):
         the URL reaches the Videos API and the key was accepted; 401/403 mean a wrong key; a bare
         404 (no error body) means the base URL is not the API's.
         """
-        from airflow_video_edit.errors import AuthenticationError, PermissionDeniedError
-
         check = f"GET /videos/{CONNECTION_TEST_ID}"
         try:
             self.send(calls.retrieve_video(CONNECTION_TEST_ID))

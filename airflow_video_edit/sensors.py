@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_video_edit.operators.base import DEFAULT_CONN_ID, default_deferrable
+from airflow_video_edit.operators.base import DEFAULT_CONN_ID, VideoTaskMixin, default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_video_edit.hooks import OpenAIVideosHook
 
-
-class VideoJobSensor(BaseSensorOperator):
+class VideoJobSensor(VideoTaskMixin, BaseSensorOperator):
     """Wait until a video job is completed; return it (XCom: ``video_id`` and ``job`` too).
 
     :param video_id: the job: an id, ``{"id": ...}`` or an upstream job (templated).
@@ -34,7 +31,6 @@ class VideoJobSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("video_id",)
-    ui_color = "#e8d5f5"
 
     def __init__(
         self,
@@ -51,12 +47,6 @@ class VideoJobSensor(BaseSensorOperator):
         self.conn_id = conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    @cached_property
-    def hook(self) -> OpenAIVideosHook:
-        from airflow_video_edit.hooks import OpenAIVideosHook
-
-        return OpenAIVideosHook(self.conn_id)
-
     def _job_id(self) -> str:
         from airflow_video_edit.calls import check_video_id
 
@@ -65,20 +55,13 @@ class VideoJobSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        from airflow_video_edit.triggers import VideoJobTrigger
         from airflow_video_edit.waiting import job_event
 
         video = self.hook.get_video(self._job_id())
         event = job_event(video)
         if event is None:  # a job already finished ends here, without deferring
-            self.defer(
-                trigger=VideoJobTrigger(
-                    video_id=video.id,
-                    conn_id=self.conn_id,
-                    poll_interval=self.poke_interval,
-                    deadline=time.time() + self.timeout,
-                ),
-                method_name="execute_complete",
+            self.defer_to_trigger(
+                video.id, poll_interval=self.poke_interval, deadline=time.time() + self.timeout
             )
         return self.execute_complete(context, event)
 
@@ -106,8 +89,5 @@ class VideoJobSensor(BaseSensorOperator):
             if event.get("event") == FAILED:
                 raise AirflowFailException(str(exc)) from None
             raise
-        job = video.model_dump(mode="json")
-        ti = context["ti"]
-        ti.xcom_push(key="video_id", value=video.id)
-        ti.xcom_push(key="job", value=job)
-        return job
+        self.push_job(context, video)
+        return video.model_dump(mode="json")

@@ -9,13 +9,15 @@ step_failed() {
     exit 1
 }
 
-# find_python [NAME...]: the first interpreter of at least Python 3.10 among NAME (default
-# python3), printed as a path; nothing when none fits.
-find_python() {
-    local name path
-    for name in "${@:-python3}"; do
+# first_python CHECK NAME...: the first NAME (a command or a path) whose interpreter runs and
+# makes the Python expression CHECK true (``sys`` imported), printed as a path; nothing if none.
+first_python() {
+    local check="$1" name path
+    shift
+    for name in "$@"; do
+        [ -n "$name" ] || continue
         path="$(command -v "$name" 2>/dev/null)" || continue
-        if "$path" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+        if "$path" -c "import sys; sys.exit(not ($check))" 2>/dev/null; then
             printf '%s\n' "$path"
             return 0
         fi
@@ -23,9 +25,14 @@ find_python() {
     return 1
 }
 
+# find_python [NAME...]: the first of at least Python 3.10 among NAME (default python3).
+find_python() {
+    first_python "sys.version_info >= (3, 10)" "${@:-python3}"
+}
+
 # ensure_venv DIR PYTHON SPEC [REQUIREMENT...]: a venv at DIR made by PYTHON, with the project
 # (SPEC, e.g. ".[test]") installed editable, plus any extra requirements (pins, e.g.
-# "apache-airflow==3.3.0"). Logs go to DIR/install.log.
+# "apache-airflow==3.3.0"). Logs go to DIR.install.log.
 ensure_venv() {
     local dir="$1" python="$2" spec="$3"
     shift 3
@@ -57,16 +64,11 @@ ensure_venv() {
 # PYTHON_3_10=/opt/py310/bin/python3), pythonX.Y on PATH, or a pyenv-installed X.Y. Nothing
 # when the machine has none.
 find_python_version() {
-    local version="$1" variable candidate
+    local version="$1" variable pyenv_builds=""
     variable="PYTHON_${version//./_}"
-    for candidate in "${!variable:-}" "python$version" \
-        $(command -v pyenv >/dev/null 2>&1 && ls -d "$(pyenv root)/versions/$version".*/bin/python"$version" 2>/dev/null | sort -V -r); do
-        [ -n "$candidate" ] || continue
-        candidate="$(command -v "$candidate" 2>/dev/null)" || continue
-        if "$candidate" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$version'.split('.'))))" 2>/dev/null; then
-            printf '%s\n' "$candidate"
-            return 0
-        fi
-    done
-    return 1
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv_builds="$(ls -d "$(pyenv root)/versions/$version".*/bin/python"$version" 2>/dev/null | sort -V -r)"
+    fi
+    # shellcheck disable=SC2086  # one path per word
+    first_python "sys.version_info[:2] == (${version/./, })" "${!variable:-}" "python$version" $pyenv_builds
 }

@@ -19,14 +19,14 @@ every DAG parse: the Hook, httpx and the trigger are imported when a task runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, ResumableJobMixin, conf
 
-from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants
+from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants, with_outlet
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
@@ -44,7 +44,35 @@ def default_deferrable() -> bool:
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 
-class VideoJobOperator(ResumableJobMixin, BaseOperator):
+class VideoTaskMixin:
+    """What every operator and the sensor of the family share: the connection's Hook, a job's
+    XCom (``video_id`` and ``job``), and the deferral to :class:`VideoJobTrigger`."""
+
+    ui_color = "#e8d5f5"
+    conn_id: str
+    defer: Callable[..., NoReturn]  # BaseOperator's, further along the MRO
+
+    @cached_property
+    def hook(self) -> OpenAIVideosHook:
+        from airflow_video_edit.hooks import OpenAIVideosHook
+
+        return OpenAIVideosHook(self.conn_id)
+
+    def push_job(self, context: Context, video: Video) -> None:
+        """The id (key ``video_id``) and the job as returned, in XCom."""
+        ti = context["ti"]
+        ti.xcom_push(key="video_id", value=video.id)
+        ti.xcom_push(key="job", value=video.model_dump(mode="json"))
+
+    def defer_to_trigger(self, video_id: str, *, poll_interval: float, deadline: float) -> NoReturn:
+        """Wait in the triggerer; the trigger's one event comes back to ``execute_complete``."""
+        from airflow_video_edit.triggers import VideoJobTrigger
+
+        trigger = VideoJobTrigger(video_id, self.conn_id, poll_interval=poll_interval, deadline=deadline)
+        self.defer(trigger=trigger, method_name="execute_complete")
+
+
+class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
     """Submit one video job, push its id, wait for it, download the result, record an Asset event.
 
     Subclasses implement :meth:`job_call`. Arguments common to every job kind:
@@ -68,7 +96,6 @@ class VideoJobOperator(ResumableJobMixin, BaseOperator):
 
     template_fields: Sequence[str] = ("destination",)
     template_fields_renderers = {"prompt": "txt"}
-    ui_color = "#e8d5f5"
     # The task-state-store key under which a try leaves its job for the next one. Never rename
     # it: a try of the new code must find the job an in-flight try of the old code stored.
     external_id_key = "video_id"
@@ -87,9 +114,7 @@ class VideoJobOperator(ResumableJobMixin, BaseOperator):
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        if asset is not None:
-            kwargs["outlets"] = [*kwargs.get("outlets", []), asset]
-        super().__init__(**kwargs)
+        super().__init__(**with_outlet(kwargs, asset))
         if poll_interval <= 0:
             raise ValueError("poll_interval: must be positive")
         self.destination = destination
@@ -105,12 +130,6 @@ class VideoJobOperator(ResumableJobMixin, BaseOperator):
     def job_call(self) -> Call[Video]:
         """The POST that creates this operator's job, its input checked (nothing is sent)."""
         raise NotImplementedError
-
-    @cached_property
-    def hook(self) -> OpenAIVideosHook:
-        from airflow_video_edit.hooks import OpenAIVideosHook
-
-        return OpenAIVideosHook(self.conn_id)
 
     # 1. -----------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
@@ -157,17 +176,7 @@ class VideoJobOperator(ResumableJobMixin, BaseOperator):
         # scheduler (apache/airflow#72716) for nothing.
         event = job_event(video)
         if event is None and self.deferrable:
-            from airflow_video_edit.triggers import VideoJobTrigger
-
-            self.defer(
-                trigger=VideoJobTrigger(
-                    video_id=video.id,
-                    conn_id=self.conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                ),
-                method_name="execute_complete",
-            )
+            self.defer_to_trigger(video.id, poll_interval=self.poll_interval, deadline=deadline)
         if event is None:
             state = Wait(video.id, poll_interval=self.poll_interval, deadline=deadline, log=self.log)
             event = wait_blocking(state, lambda: self.hook.poll_video(video.id), first=(video, poll_after))
@@ -204,11 +213,9 @@ class VideoJobOperator(ResumableJobMixin, BaseOperator):
         return self._result
 
     def _push_job(self, context: Context, video: Video) -> None:
-        """The id (key ``video_id``) and the job as returned, in XCom before anything waits."""
+        """In XCom before anything waits; remembered for ``on_kill``."""
         self._video_id = video.id
-        ti = context["ti"]
-        ti.xcom_push(key="video_id", value=video.id)
-        ti.xcom_push(key="job", value=video.model_dump(mode="json"))
+        self.push_job(context, video)
 
     def _forget_job(self, context: Context) -> None:
         """Once a job's result is delivered, a later run of the task (a clear) submits anew."""

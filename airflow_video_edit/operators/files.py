@@ -4,34 +4,23 @@ so neither uses the resume machinery: a retry simply does the work again."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_video_edit.operators.base import DEFAULT_CONN_ID
-from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants
+from airflow_video_edit.operators.base import DEFAULT_CONN_ID, VideoTaskMixin
+from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants, with_outlet
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
-    from airflow_video_edit.hooks import OpenAIVideosHook
 
-
-class _VideoOperator(BaseOperator):
-    """What both share: the connection and its Hook."""
-
-    ui_color = "#e8d5f5"
+class _VideoOperator(VideoTaskMixin, BaseOperator):
+    """What both take: the connection."""
 
     def __init__(self, *, conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
-
-    @cached_property
-    def hook(self) -> OpenAIVideosHook:
-        from airflow_video_edit.hooks import OpenAIVideosHook
-
-        return OpenAIVideosHook(self.conn_id)
 
 
 class VideoDownloadOperator(_VideoOperator):
@@ -55,9 +44,7 @@ class VideoDownloadOperator(_VideoOperator):
         asset: Asset | None = None,
         **kwargs: Any,
     ) -> None:
-        if asset is not None:
-            kwargs["outlets"] = [*kwargs.get("outlets", []), asset]
-        super().__init__(**kwargs)
+        super().__init__(**with_outlet(kwargs, asset))
         self.video, self.destination, self.asset = video, destination, asset
         self.variants = check_variants(variants)
 

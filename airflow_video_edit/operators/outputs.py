@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow.sdk import Asset
+
     from airflow_video_edit.hooks import OpenAIVideosHook
     from airflow_video_edit.models import Video
     from airflow_video_edit.waiting import Log
@@ -42,6 +44,13 @@ def file_stem(video_id: str) -> str:
     if plain and video_id.split(".")[0].upper() not in _WINDOWS_RESERVED:
         return video_id
     return f"{safe[:48]}-{hashlib.sha256(video_id.encode()).hexdigest()[:16]}"
+
+
+def with_outlet(kwargs: dict[str, Any], asset: Asset | None) -> dict[str, Any]:
+    """Operator kwargs with ``asset`` added to the outlets (an Asset event is recorded on it)."""
+    if asset is not None:
+        kwargs["outlets"] = [*kwargs.get("outlets", []), asset]
+    return kwargs
 
 
 def check_variants(variants: Sequence[str]) -> tuple[str, ...]:
