@@ -33,6 +33,14 @@ class ObservedRequests:
             return
         started = time.perf_counter()
         status = 0
+        logged = False
+
+        def log() -> None:
+            nonlocal logged
+            logged = True
+            if self.access_log and logger.isEnabledFor(logging.INFO):
+                duration = (time.perf_counter() - started) * 1000
+                logger.info("%s %s %s %.1fms", scope["method"], scope["path"], status or "dropped", duration)
 
         async def observed_send(message: Message) -> None:
             nonlocal status
@@ -41,6 +49,8 @@ class ObservedRequests:
                 # Counted before the client can have the reply: a test that got its answer
                 # reads stats that include it.
                 self.requests[(self._template(scope), status)] += 1
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                log()  # likewise: written before the client can have the whole reply
             await send(message)
 
         try:
@@ -48,14 +58,8 @@ class ObservedRequests:
         finally:
             if not status:  # dropped before any reply
                 self.requests[(self._template(scope), status)] += 1
-            if self.access_log and logger.isEnabledFor(logging.INFO):
-                logger.info(
-                    "%s %s %s %.1fms",
-                    scope["method"],
-                    scope["path"],
-                    status or "dropped",
-                    (time.perf_counter() - started) * 1000,
-                )
+            if not logged:
+                log()
 
     def _template(self, scope: Scope) -> str:
         route = scope.get("route")
