@@ -30,7 +30,11 @@ PUBLISH_DIR = OUTPUT_ROOT / "published"
 # Seconds between status checks; the local server finishes jobs in seconds.
 POLL_INTERVAL = float(os.environ.get("VIDEO_EDIT_POLL_INTERVAL", "2"))
 
-EDITED_VIDEO = Asset(name="edited_video", uri=(OUTPUT_ROOT / "work").as_uri() + "/edited")
+# The logical asset "an edited clip of the example pipeline". Its URI names the asset, not a place:
+# it stays the same whatever VIDEO_EDIT_OUTPUT_DIR says (a URI that moved with the folder made the
+# DAGs fail with AirflowInactiveAssetInInletOrOutletException after a change of folder). Each event
+# carries the real file locations in its extra. ``x-`` schemes are Airflow's custom-scheme space.
+EDITED_VIDEO = Asset(name="edited_video", uri="x-airflow-video-edit://example-dags/edited_video")
 
 
 def safe_name(text: str) -> str:

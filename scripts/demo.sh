@@ -37,12 +37,13 @@ step "Starting the local Videos API server on http://127.0.0.1:$PORT/v1 (jobs ta
     --data-dir "$DEMO/server" --job-seconds 8 >"$DEMO/server.log" 2>&1 &
 SERVER_PID=$!
 trap 'kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true' EXIT
-"$PY" - "$PORT" <<'PYEOF' || { tail -20 "$DEMO/server.log"; fail "the local server did not start"; }
+"$PY" - "$PORT" "$API_KEY" <<'PYEOF' || { tail -20 "$DEMO/server.log"; fail "the local server did not start"; }
 import sys, time, httpx
 deadline = time.monotonic() + 30
 while True:
     try:
-        httpx.get(f"http://127.0.0.1:{sys.argv[1]}/_server/stats", timeout=1).raise_for_status()
+        key = {"Authorization": f"Bearer {sys.argv[2]}"}
+        httpx.get(f"http://127.0.0.1:{sys.argv[1]}/_server/stats", headers=key, timeout=1).raise_for_status()
         break
     except httpx.HTTPError:
         if time.monotonic() > deadline:

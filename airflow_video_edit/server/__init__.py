@@ -54,6 +54,7 @@ class LocalVideosServer:
         access_log: one log line per request (logger ``airflow_video_edit.server``).
         subprocess: run the server in a child process instead of a thread.
         log_level: uvicorn's log level in a child process.
+        gateway_quirks: behave like an AI gateway (see :mod:`airflow_video_edit.server.gateway`).
     """
 
     def __init__(
@@ -71,11 +72,13 @@ class LocalVideosServer:
         access_log: bool = True,
         subprocess: bool = False,
         log_level: str = "warning",
+        gateway_quirks: bool = False,
     ) -> None:
         self.api_key, self.job_seconds, self.poll_after_ms = api_key, job_seconds, poll_after_ms
         self.data_dir, self.faults, self.host, self.port = data_dir, faults, host, port
         self.max_upload_bytes, self.asset_ttl, self.access_log = max_upload_bytes, asset_ttl, access_log
         self.use_subprocess, self.log_level = subprocess, log_level
+        self.gateway_quirks = gateway_quirks
         self.app: VideosApp | None = None
         self.process: subprocess_module.Popen[bytes] | None = None
         self._server: Any = None
@@ -128,6 +131,7 @@ class LocalVideosServer:
             max_upload_bytes=self.max_upload_bytes,
             asset_ttl=self.asset_ttl,
             access_log=self.access_log,
+            gateway_quirks=self.gateway_quirks,
         )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -173,6 +177,8 @@ class LocalVideosServer:
         command += ["--log-level", self.log_level]
         if not self.access_log:
             command.append("--no-access-log")
+        if self.gateway_quirks:
+            command.append("--gateway-quirks")
         if self.data_dir is not None:
             command += ["--data-dir", str(self.data_dir)]
         if self.faults:
@@ -238,22 +244,33 @@ class LocalVideosServer:
         self.stop()
 
     # --- control --------------------------------------------------------------------------------
+    @property
+    def control_headers(self) -> dict[str, str]:
+        """Headers for ``/_server/*`` (the key, when one is set)."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key is not None else {}
+
+    def _control(self, method: str, route: str, rules: Any = None) -> Any:
+        url = f"{self.root_url}/_server/{route}"
+        reply = httpx.request(method, url, json=rules, headers=self.control_headers, timeout=10)
+        reply.raise_for_status()
+        return reply.json()
+
     def stats(self) -> dict[str, Any]:
         """``GET /_server/stats``: requests by route and status, jobs created by kind."""
         if self.app is not None:
             return self.app.stats()
-        data: dict[str, Any] = httpx.get(f"{self.root_url}/_server/stats", timeout=10).json()
+        data: dict[str, Any] = self._control("GET", "stats")
         return data
 
     def reset_stats(self) -> None:
         if self.app is not None:
             self.app.reset_stats()
         else:
-            httpx.post(f"{self.root_url}/_server/reset-stats", timeout=10).raise_for_status()
+            self._control("POST", "reset-stats")
 
     def set_faults(self, rules: Any) -> None:
         """Replace the run-wide fault rules (a list of strings/mappings, or ``[]`` for none)."""
         if self.app is not None:
             self.app.set_faults(rules)
         else:
-            httpx.post(f"{self.root_url}/_server/faults", json=rules, timeout=10).raise_for_status()
+            self._control("POST", "faults", rules)

@@ -6,7 +6,8 @@ OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
 
 The ASGI stack, outermost first (:mod:`.middleware`): access log + stats -> fault injection ->
 API-key check -> routes. Bodies, field checks and the error envelope: :mod:`.forms`.
-``/_server/*`` (stats, faults) needs no key and is never faulted.
+``/_server/*`` (stats, faults) is never faulted; with a key set it needs the key too.
+With ``gateway_quirks`` the server behaves like an AI gateway (:mod:`.gateway`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -40,7 +42,7 @@ from airflow_video_edit.models import (
     VideoList,
 )
 
-from . import defaults, media
+from . import defaults, gateway, media
 from .faults import PROMPT_FAIL_MARKER, FaultMiddleware, FaultRule, fault_of, parse_rules
 from .forms import APIError, Body, error_body, field_value, json_response, prompt_field, read_body
 from .jobs import CREATE, EDIT, EXTEND, REMIX, Job, JobStore, new_id
@@ -62,6 +64,8 @@ class VideosApp:
         faults: run-wide fault rules (strings/mappings, see :mod:`.faults`).
         max_upload_bytes: largest accepted request body.
         access_log: log one line per request (logger ``airflow_video_edit.server``, INFO).
+        gateway_quirks: behave like an AI gateway (long rewritten ids, ``variant`` ignored,
+            ``model`` required, no list or delete, 400 for a wrong key): see :mod:`.gateway`.
     """
 
     def __init__(
@@ -73,8 +77,10 @@ class VideosApp:
         faults: Any = None,
         max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES,
         access_log: bool = True,
+        gateway_quirks: bool = False,
     ) -> None:
         self.store = store
+        self.gateway_quirks = gateway_quirks
         self.api_key = api_key
         self.poll_after = str(poll_after_ms)
         self.max_upload_bytes = max_upload_bytes
@@ -95,11 +101,16 @@ class VideosApp:
         ]
         starlette = Starlette(
             routes=self.routes,
-            exception_handlers={APIError: self._api_error, 404: self._not_found, 405: self._not_allowed},
+            exception_handlers={
+                APIError: self._api_error,
+                HTTPException: self._http_error,
+                404: self._not_found,
+                405: self._not_allowed,
+            },
         )
-        self.faults = FaultMiddleware(
-            ApiKeyCheck(starlette, lambda: self.api_key), parse_rules(faults), error_body=error_body
-        )
+        routed = gateway.GatewayPaths(starlette) if gateway_quirks else starlette
+        checked = ApiKeyCheck(routed, lambda: self.api_key, refused_status=400 if gateway_quirks else 401)
+        self.faults = FaultMiddleware(checked, parse_rules(faults), error_body=error_body)
         self.observed = ObservedRequests(self.faults, self.routes, access_log=access_log)
         self.requests = self.observed.requests
 
@@ -109,6 +120,10 @@ class VideosApp:
     async def _api_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, APIError)
         return exc.response()
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return APIError(exc.status_code, str(exc.detail), headers=exc.headers).response()
 
     async def _not_found(self, request: Request, exc: Exception) -> Response:
         return APIError(404, f"Invalid URL ({request.method} {request.url.path})").response()
@@ -122,6 +137,8 @@ class VideosApp:
     ) -> Job:
         """The job or a 404; with ``completed``, a 409 unless it completed (and expired_status if
         its assets expired)."""
+        if self.gateway_quirks:
+            video_id = gateway.internal_id(video_id)
         job = self.store.get(video_id)
         if job is None:
             raise APIError(404, f"Video with id '{video_id}' not found.", param=param, code="video_not_found")
@@ -142,6 +159,37 @@ class VideosApp:
                     code="video_expired",
                 )
         return job
+
+    def _view(self, job: Job, headers: dict[str, str] | None = None) -> Response:
+        """A job's Video object as the answer (ids rewritten in gateway mode)."""
+        video = self.store.view(job)
+        if self.gateway_quirks:
+            remixed = video.remixed_from_video_id
+            video = video.model_copy(
+                update={
+                    "id": gateway.external_id(video.id),
+                    "remixed_from_video_id": gateway.external_id(remixed) if remixed else None,
+                }
+            )
+        return json_response(video, headers)
+
+    def _gateway_needs_model(self, body: Body) -> None:
+        """Gateway mode: a request that may carry a model must (the gateway routes by it)."""
+        if self.gateway_quirks and "model" not in body.fields:
+            raise APIError(
+                400,
+                "model is required: the gateway routes each request by its 'model'.",
+                param="model",
+                code="missing_required_parameter",
+            )
+
+    def _gateway_refuses(self, request: Request, status: int) -> None:
+        if self.gateway_quirks:
+            raise APIError(
+                status,
+                f"{request.method} {request.url.path} is not supported by this gateway.",
+                code="unsupported_route",
+            )
 
     async def _store_upload(self, upload: UploadFile, directory: Path, stem: str) -> Path:
         """Copy a spooled upload into ``directory`` (in a worker thread); return its path."""
@@ -185,20 +233,28 @@ class VideosApp:
         if upload is not None:
             path = await self._store_upload(upload, self.store.job_dir(job_id), "source")
             return None, await self._probe_upload(path, "video")
-        ref = body.fields.get("video")
-        video_id = ref.get("id") if isinstance(ref, dict) else ref
-        if not isinstance(video_id, str) or not video_id:
+        if "video" not in body.fields:
             raise APIError(
                 400,
                 "Missing required parameter: 'video' (a file upload or {\"id\": ...}).",
                 param="video",
                 code="missing_required_parameter",
             )
+        ref = body.fields["video"]
+        video_id = ref.get("id") if isinstance(ref, dict) else None
+        if not isinstance(video_id, str) or not video_id:
+            raise APIError(
+                400,
+                'Invalid \'video\': expected a file upload or an object {"id": "<a completed video\'s id>"}.',
+                param="video",
+                code="invalid_type",
+            )
         return self._job(video_id, completed=True, param="video"), None
 
     # --- routes -------------------------------------------------------------------------------
     async def create_video(self, request: Request) -> Response:
         body = await read_body(request, self.max_upload_bytes)
+        self._gateway_needs_model(body)
         prompt = prompt_field(body)
         model = field_value(body, "model", default=DEFAULT_MODEL, allowed=KNOWN_MODELS)
         size = field_value(body, "size", default=DEFAULT_SIZE, allowed=KNOWN_SIZES)
@@ -206,31 +262,24 @@ class VideosApp:
         job_id = new_id("video")
         extra = self._failure(request, prompt)
         upload = body.files.get("input_reference")
-        reference = body.fields.get("input_reference")
         if upload is not None:
             path = await self._store_upload(upload, self.store.job_dir(job_id), "reference")
             extra["reference_file"] = path.name
-        elif reference is not None:
-            if not isinstance(reference, dict) or len({"image_url", "file_id"} & reference.keys()) != 1:
-                raise APIError(
-                    400,
-                    "Invalid 'input_reference': provide exactly one of 'image_url' or 'file_id'.",
-                    param="input_reference",
-                    code="invalid_value",
-                )
-            extra["reference"] = reference
+        elif "input_reference" in body.fields:
+            extra["reference"] = _image_reference(body.fields["input_reference"])
         job = self.store.create(
             CREATE,
             id=job_id,
             model=model or DEFAULT_MODEL,
             prompt=prompt,
-            size=size or "",
-            seconds=seconds or "",
+            size=size or DEFAULT_SIZE,
+            seconds=seconds or DEFAULT_SECONDS,
             **extra,
         )
-        return json_response(self.store.view(job))
+        return self._view(job)
 
     async def list_videos(self, request: Request) -> Response:
+        self._gateway_refuses(request, 400)
         query = request.query_params
         limit_text = query.get("limit", "20")
         if not limit_text.isdigit() or not 0 <= int(limit_text) <= 100:
@@ -261,9 +310,10 @@ class VideosApp:
 
     async def retrieve_video(self, request: Request) -> Response:
         job = self._job(request.path_params["video_id"])
-        return json_response(self.store.view(job), {POLL_AFTER_HEADER: self.poll_after})
+        return self._view(job, {POLL_AFTER_HEADER: self.poll_after})
 
     async def delete_video(self, request: Request) -> Response:
+        self._gateway_refuses(request, 405)
         video_id = request.path_params["video_id"]
         job = self._job(video_id)
         status, _ = job.state(self.store.clock())
@@ -278,7 +328,8 @@ class VideosApp:
 
     async def download_content(self, request: Request) -> Response:
         video_id = request.path_params["video_id"]
-        variant = request.query_params.get("variant", "video")
+        # A gateway drops the query: every variant comes back as the MP4.
+        variant = "video" if self.gateway_quirks else request.query_params.get("variant", "video")
         if variant not in VARIANTS:
             supported = ", ".join(VARIANTS)
             raise APIError(
@@ -308,13 +359,15 @@ class VideosApp:
             size=source.size,
             seconds=source.seconds,
             remixed_from_video_id=source.id,
+            render_size=source.render_size,
             **self._failure(request, prompt),
         )
-        return json_response(self.store.view(job))
+        return self._view(job)
 
     async def _derive(self, request: Request, kind: str) -> Response:
         """Edits and extensions: same three input forms, different output."""
         body = await read_body(request, self.max_upload_bytes)
+        self._gateway_needs_model(body)
         prompt = prompt_field(body)
         model = field_value(body, "model", allowed=KNOWN_MODELS)
         extension: str | None = None
@@ -322,12 +375,16 @@ class VideosApp:
             extension = field_value(body, "seconds", required=True, allowed=KNOWN_EXTENSION_SECONDS)
         job_id = new_id("video")
         source, info = await self._source(request, body, job_id)
+        extra = self._failure(request, prompt)
         if source is not None:
             size, base_seconds, base_model = source.size, float(source.seconds), source.model
+            extra["render_size"] = source.render_size
         else:
             assert info is not None
-            size, base_seconds, base_model = f"{info.width}x{info.height}", info.duration, DEFAULT_MODEL
-        extra = self._failure(request, prompt)
+            # The job reports a size of the spec; the clip's real dimensions stay private.
+            size, base_seconds = media.spec_size(info.width, info.height), info.duration
+            base_model = DEFAULT_MODEL
+            extra["render_size"] = f"{info.width}x{info.height}"
         if source is None:
             extra["source_file"] = next(self.store.job_dir(job_id).glob("source*")).name
         else:
@@ -344,7 +401,7 @@ class VideosApp:
             seconds=str(round(base_seconds)),
             **extra,
         )
-        return json_response(self.store.view(job))
+        return self._view(job)
 
     async def edit_video(self, request: Request) -> Response:
         return await self._derive(request, EDIT)
@@ -354,6 +411,7 @@ class VideosApp:
 
     async def create_character(self, request: Request) -> Response:
         body = await read_body(request, self.max_upload_bytes)
+        self._gateway_needs_model(body)
         name = field_value(body, "name", required=True, max_length=80)
         assert name is not None
         upload = body.files.get("video")
@@ -411,6 +469,24 @@ class VideosApp:
         return Response(json.dumps({"rules": len(rules)}), media_type="application/json")
 
 
+def _image_reference(value: Any) -> dict[str, Any]:
+    """A JSON/form ``input_reference``: an object with exactly one of image_url, file_id."""
+    keys = {"image_url", "file_id"}
+    if (
+        not isinstance(value, dict)
+        or len(keys & value.keys()) != 1
+        or not all(isinstance(value[key], str) and value[key] for key in keys & value.keys())
+    ):
+        raise APIError(
+            400,
+            "Invalid 'input_reference': expected a file upload or an object with exactly one of "
+            "'image_url' or 'file_id' (a non-empty string).",
+            param="input_reference",
+            code="invalid_value",
+        )
+    return value
+
+
 class _FileResponse(FileResponse):
     """Streams from disk in 1 MiB chunks (fewer event-loop turns than Starlette's 64 KiB)."""
 
@@ -427,6 +503,7 @@ def create_app(
     max_upload_bytes: int = defaults.MAX_UPLOAD_BYTES,
     asset_ttl: float = defaults.ASSET_TTL,
     access_log: bool = True,
+    gateway_quirks: bool = False,
     store: JobStore | None = None,
 ) -> VideosApp:
     """Build the ASGI app (with a new :class:`JobStore` unless ``store`` is given).
@@ -442,4 +519,5 @@ def create_app(
         faults=faults,
         max_upload_bytes=max_upload_bytes,
         access_log=access_log,
+        gateway_quirks=gateway_quirks,
     )

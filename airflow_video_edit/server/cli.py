@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-access-log", action="store_true", help="no per-request log line")
     serve.add_argument(
+        "--gateway-quirks",
+        action="store_true",
+        help="behave like an AI gateway (LiteLLM): long rewritten ids, variant ignored, model "
+        "required, no list (400) or delete (405), a wrong key is a 400",
+    )
+    serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     return parser
@@ -93,6 +99,7 @@ def serve(args: argparse.Namespace) -> int:
         max_upload_bytes=args.max_upload_bytes,
         asset_ttl=args.asset_ttl,
         access_log=not args.no_access_log,
+        gateway_quirks=args.gateway_quirks,
     )
     app.faults.set_rules(rules)
     try:

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive
@@ -32,18 +34,19 @@ class APIError(Exception):
         *,
         param: str | None = None,
         code: str | None = None,
+        kind: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.message, self.param = status, message, param
         self.code = code or _ERROR_CODES.get(status)
+        self.kind = kind or _ERROR_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
         self.headers = dict(headers or {})
 
     def body(self) -> bytes:
-        kind = _ERROR_TYPES.get(
-            self.status, "server_error" if self.status >= 500 else "invalid_request_error"
-        )
-        detail = ErrorDetail(message=self.message, type=kind, param=self.param, code=self.code)
+        detail = ErrorDetail(message=self.message, type=self.kind, param=self.param, code=self.code)
         return ErrorBody(error=detail).model_dump_json().encode()
 
     def response(self) -> Response:
@@ -104,7 +107,13 @@ async def read_body(request: Request, max_bytes: int) -> Body:
     request = Request(request.scope, _limited(request.receive, max_bytes))
     body = Body()
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form(max_files=16, max_fields=256)
+        try:
+            form = await request.form(max_files=16, max_fields=256)
+        except (HTTPException, MultiPartException) as exc:  # Starlette's bare text/plain 400
+            detail = getattr(exc, "detail", None) or getattr(exc, "message", None) or str(exc)
+            raise APIError(
+                400, f"We could not parse the form body of your request: {detail}", code="invalid_body"
+            ) from exc
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 body.files[key] = value
@@ -133,34 +142,40 @@ def field_value(
     allowed: tuple[str, ...] | None = None,
     max_length: int | None = None,
 ) -> str | None:
-    """The one validation helper: a string field (numbers accepted), checked, or a 400."""
-    value = body.fields.get(name)
-    if value is None or value == "":
+    """The one validation helper for the spec's string fields: absent gives ``default`` (or a 400
+    when ``required``); present, it must be a non-empty string (never ``null``, a number or
+    ``""``), of ``allowed`` values and at most ``max_length`` long, else a 400 naming ``name``."""
+    if name not in body.fields:
         if required:
             raise APIError(
                 400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
             )
         return default
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise APIError(400, f"Invalid type for '{name}': expected a string.", param=name, code="invalid_type")
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    if allowed is not None and text not in allowed:
+    value = body.fields[name]
+    if not isinstance(value, str):
+        got = "null" if value is None else type(value).__name__
+        message = f"Invalid type for '{name}': expected a string, but got {got}."
+        raise APIError(400, message, param=name, code="invalid_type")
+    if value == "":
+        message = f"Invalid '{name}': empty string. Expected a non-empty string."
+        raise APIError(400, message, param=name, code="empty_string")
+    if allowed is not None and value not in allowed:
         supported = ", ".join(f"'{item}'" for item in allowed)
         raise APIError(
             400,
-            f"Invalid value: '{text}'. Supported values are: {supported}.",
+            f"Invalid value: '{value}'. Supported values are: {supported}.",
             param=name,
             code="invalid_value",
         )
-    if max_length is not None and len(text) > max_length:
+    if max_length is not None and len(value) > max_length:
         raise APIError(
             400,
             f"Invalid '{name}': string too long. Expected a string with maximum length {max_length}, "
-            f"but got a string with length {len(text)} instead.",
+            f"but got a string with length {len(value)} instead.",
             param=name,
             code="string_above_max_length",
         )
-    return text
+    return value
 
 
 def prompt_field(body: Body) -> str:

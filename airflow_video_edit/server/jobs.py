@@ -72,6 +72,9 @@ class Job:
     fail_message: str | None = None
     reference_file: str | None = None
     reference: dict[str, Any] | None = None
+    render_size: str | None = None
+    """The frames' real dimensions when they differ from ``size`` (always one of the spec's sizes):
+    an uploaded clip's, and those of jobs made from it. Never shown."""
     rendered: bool = False
     seq: int = 0
 
@@ -295,7 +298,11 @@ class JobStore:
         if job.kind in (CREATE, REMIX):
             label = f"{job.model} {job.kind}".upper()
             return media.render_generated(
-                directory, size=job.size, seconds=float(job.seconds), prompt=job.prompt, label=label
+                directory,
+                size=job.render_size or job.size,
+                seconds=float(job.seconds),
+                prompt=job.prompt,
+                label=label,
             )
         if job.kind == EDIT:
             return media.render_edit(directory, source=self._source_path(job), prompt=job.prompt)
@@ -324,7 +331,7 @@ class JobStore:
             path: the MP4 (it is copied, or hard-linked with ``link=True``).
             previews: render the thumbnail and spritesheet now. With ``previews=False`` the file is
                 not even probed (any bytes will do: used to serve huge dummy files in benchmarks),
-                and size/seconds come out as ``"0x0"``/``"0"`` unless the file is a video.
+                and size/seconds come out as the defaults ``"720x1280"``/``"4"``.
         """
         source = Path(path)
         job_id = new_id("video")
@@ -335,10 +342,11 @@ class JobStore:
             os.link(source, target)
         else:
             shutil.copyfile(source, target)
-        size, seconds = "0x0", "0"
+        size, seconds, render_size = media.spec_size(0, 0), "4", None
         if previews:
             info = media.probe(target)
-            size, seconds = f"{info.width}x{info.height}", str(round(info.duration))
+            size, seconds = media.spec_size(info.width, info.height), str(round(info.duration))
+            render_size = f"{info.width}x{info.height}"
             media.render_previews(directory, source=target)
         now = self.clock()
         job = self.create(
@@ -351,6 +359,7 @@ class JobStore:
             created_at=now - 1.0,
             duration=1.0,
             source_file=media.VIDEO_FILE,
+            render_size=render_size,
         )
         with self._lock:
             job.rendered = True

@@ -188,6 +188,11 @@ def _encode(
     return files
 
 
+def spec_size(width: int, height: int) -> str:
+    """The spec's ``VideoSize`` for a clip of ``width`` x ``height``: same orientation, 720p."""
+    return "1280x720" if width > height else "720x1280"
+
+
 def _size(size: str) -> tuple[int, int]:
     width, _, height = size.partition("x")
     return int(width), int(height)

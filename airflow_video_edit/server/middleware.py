@@ -1,7 +1,7 @@
 """The local server's outer layers: request stats and access log, and the API-key check.
 
 The stack, outermost first: :class:`ObservedRequests` -> fault injection -> :class:`ApiKeyCheck`
--> the routes. ``/_server/*`` (stats, faults) needs no key.
+-> the routes. ``/_server/*`` (stats, faults) needs the key too when one is set.
 """
 
 from __future__ import annotations
@@ -69,25 +69,38 @@ class ObservedRequests:
 
 
 class ApiKeyCheck:
-    """``/v1/*`` needs the key (``Authorization: Bearer K`` or ``api-key: K``) when one is set."""
+    """With a key set, ``/v1/*`` and the control routes ``/_server/*`` need it
+    (``Authorization: Bearer K`` or ``api-key: K``): a demo server on a LAN address must not take
+    fault rules from strangers.
 
-    def __init__(self, app: ASGIApp, api_key: Callable[[], str | None]) -> None:
-        self.app, self.api_key = app, api_key
+    A refused key gets a 401, or on ``/v1/*`` ``refused_status`` (a gateway's 400 ``auth_error``).
+    """
+
+    def __init__(self, app: ASGIApp, api_key: Callable[[], str | None], *, refused_status: int = 401) -> None:
+        self.app, self.api_key, self.refused_status = app, api_key, refused_status
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         api_key = self.api_key()
-        if api_key is not None and scope["type"] == "http" and scope["path"].startswith("/v1"):
+        path = scope["path"] if scope["type"] == "http" else ""
+        if api_key is not None and path.startswith(("/v1", "/_server")):
             headers = dict(scope["headers"])
             given = headers.get(b"api-key", b"").decode("latin-1")
             bearer = headers.get(b"authorization", b"").decode("latin-1")
             if bearer[:7].lower() == "bearer ":
                 given = given or bearer[7:].strip()
             if not given or not secrets.compare_digest(given.encode(), api_key.encode()):
-                message = (
-                    "Incorrect API key provided."
-                    if given
-                    else "You didn't provide an API key. Use 'Authorization: Bearer KEY'."
-                )
-                await APIError(401, message).response()(scope, receive, send)
+                await self._refuse(path, bool(given))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _refuse(self, path: str, given: bool) -> ASGIApp:
+        if self.refused_status != 401 and path.startswith("/v1"):
+            message = "Authentication Error: the gateway refused the API key (missing or invalid)."
+            refused = APIError(self.refused_status, message, code="invalid_api_key", kind="auth_error")
+            return refused.response()
+        message = (
+            "Incorrect API key provided."
+            if given
+            else "You didn't provide an API key. Use 'Authorization: Bearer KEY'."
+        )
+        return APIError(401, message).response()

@@ -4,7 +4,8 @@ Not a test module: ``python conftest_dags.py <dag module> [<dag module> ...]`` i
 file from the DAGs folder, runs its ``dag.test()`` and prints one JSON line (prefixed ``RESULT``)
 per DAG with the run's state, every task instance's state, the XComs of the run, the asset events
 it produced and the local server's request and job counts for that run alone (the counts are
-reset before each DAG through the server's ``/_server`` routes at ``$VIDEOS_SERVER_ROOT``).
+reset before each DAG through the server's ``/_server`` routes at ``$VIDEOS_SERVER_ROOT``, with
+the key ``$VIDEOS_SERVER_API_KEY``).
 Running the DAGs one after the other in one interpreter pays Airflow's start-up cost in
 ``dag.test()`` (about 20 s) once.
 
@@ -41,12 +42,13 @@ def run_dag(module_name: str) -> dict[str, Any]:
     import httpx
 
     root = os.environ["VIDEOS_SERVER_ROOT"]
-    httpx.post(f"{root}/_server/reset-stats", timeout=10).raise_for_status()
+    control = {"Authorization": f"Bearer {os.environ['VIDEOS_SERVER_API_KEY']}"}
+    httpx.post(f"{root}/_server/reset-stats", headers=control, timeout=10).raise_for_status()
     dag = _find_dag(importlib.import_module(module_name))
     started = time.monotonic()
     dag_run = dag.test()
     seconds = time.monotonic() - started
-    stats = httpx.get(f"{root}/_server/stats", timeout=10).json()
+    stats = httpx.get(f"{root}/_server/stats", headers=control, timeout=10).json()
 
     from airflow.models.asset import AssetEvent
     from airflow.models.taskinstance import TaskInstance

@@ -134,6 +134,7 @@ def dag_runs(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             VIDEO_EDIT_OUTPUT_DIR=str(out),
             VIDEO_EDIT_POLL_INTERVAL="0.5",
             VIDEOS_SERVER_ROOT=server.root_url,
+            VIDEOS_SERVER_API_KEY=KEY,
         )
         results = call(env, *MODULES)
         yield DagRuns(server, out, env, {r["module"]: r for r in results})

@@ -219,7 +219,8 @@ def test_import_video_and_stats(
     stats = local_server.stats()
     assert stats["jobs_by_kind"]["create"] == 1
     assert stats["requests"]["GET /v1/videos/{video_id}"]["200"] >= 2
-    assert httpx.get(f"{local_server.root_url}/_server/stats").json()["jobs_created"] == 2
+    stats_url = f"{local_server.root_url}/_server/stats"
+    assert httpx.get(stats_url, headers=local_server.control_headers).json()["jobs_created"] == 2
     local_server.reset_stats()
     assert local_server.stats()["requests_total"] == 0
 

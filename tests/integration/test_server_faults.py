@@ -61,7 +61,8 @@ def test_run_wide_rule_fails_twice_then_succeeds(local_server: LocalVideosServer
     stats = local_server.stats()["requests"]["GET /v1/videos/{video_id}"]
     assert stats["503"] == 4
     # Rules can be replaced over HTTP too.
-    assert httpx.post(f"{local_server.root_url}/_server/faults", json=[]).json() == {"rules": 0}
+    faults_url = f"{local_server.root_url}/_server/faults"
+    assert httpx.post(faults_url, json=[], headers=local_server.control_headers).json() == {"rules": 0}
 
 
 def test_delay(local_server: LocalVideosServer) -> None:
