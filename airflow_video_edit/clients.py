@@ -27,7 +27,7 @@ from airflow_video_edit.calls import Call, build_request
 from airflow_video_edit.content import ALLOWED, SUFFIXES, ContentCheck
 from airflow_video_edit.errors import TransportError
 from airflow_video_edit.replies import error_from_response, error_from_transport
-from airflow_video_edit.retries import retry_policy
+from airflow_video_edit.retries import retry_log, retry_policy
 from airflow_video_edit.settings import ClientSettings
 from airflow_video_edit.transport import ShardedTransport
 
@@ -127,7 +127,9 @@ class VideosClient:
 
     def _retrying(self, call: Call[Any]) -> tenacity.Retrying:
         return tenacity.Retrying(
-            sleep=self._sleep, **retry_policy(self.settings, creates_job=call.creates_job)
+            sleep=self._sleep,
+            before_sleep=retry_log(call.method, call.path, self.settings),
+            **retry_policy(self.settings, creates_job=call.creates_job),
         )
 
     @contextmanager
@@ -215,7 +217,9 @@ class AsyncVideosClient:
 
     def _retrying(self, call: Call[Any]) -> tenacity.AsyncRetrying:
         return tenacity.AsyncRetrying(
-            sleep=self._sleep, **retry_policy(self.settings, creates_job=call.creates_job)
+            sleep=self._sleep,
+            before_sleep=retry_log(call.method, call.path, self.settings),
+            **retry_policy(self.settings, creates_job=call.creates_job),
         )
 
     async def _send(self, call: Call[Any], *, stream: bool = False) -> httpx.Response:

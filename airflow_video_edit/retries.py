@@ -1,8 +1,18 @@
-"""The retry policy: what is retried, how long to wait, when to stop. One for sync and async."""
+"""The retry policy: what is retried, how long to wait, when to stop, what is logged. One for
+sync and async.
+
+Every retry is logged, one line each (:func:`retry_log`): a WARNING, or a DEBUG line inside
+:func:`quiet_retries`, where a wait riding out an outage makes its status checks (the wait's own
+lines at the outage's start and end say it).
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import tenacity
@@ -17,6 +27,12 @@ from airflow_video_edit.errors import (
     VideoAPIError,
 )
 from airflow_video_edit.settings import ClientSettings
+
+log = logging.getLogger(__name__)
+
+# Set by quiet_retries() around a request: its retries are logged at DEBUG, not WARNING. A
+# context variable, so it holds for one thread or one asyncio task only (one wait of many).
+_quiet: ContextVar[bool] = ContextVar("airflow_video_edit_quiet_retries", default=False)
 
 
 def is_retryable(exc: BaseException, *, creates_job: bool, retry_job_creation: bool) -> bool:
@@ -71,3 +87,40 @@ def retry_policy(settings: ClientSettings, *, creates_job: bool) -> dict[str, An
         | tenacity.stop_before_delay(settings.max_retry_seconds),
         "reraise": True,
     }
+
+
+def retry_log(method: str, path: str, settings: ClientSettings) -> Callable[[tenacity.RetryCallState], None]:
+    """The ``before_sleep`` of one request: a line per retry, naming the request without its query.
+
+    ``GET /videos/video_123: attempt 1 of 5 failed: <error>; retrying in 0.42 s``. A small
+    object per request; the line itself is only formatted when a retry happens."""
+    return functools.partial(_log_retry, method, path, settings)
+
+
+def _log_retry(
+    method: str, path: str, settings: ClientSettings, retry_state: tenacity.RetryCallState
+) -> None:
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    failure = (str(exc) or type(exc).__name__) if exc is not None else "no error"
+    if settings.api_key:  # the error's text comes from the reply; a gateway may echo the key
+        failure = failure.replace(settings.api_key, "***")
+    log.log(
+        logging.DEBUG if _quiet.get() else logging.WARNING,
+        "%s /%s: attempt %d of %d failed: %s; retrying in %.2f s",
+        method,
+        path,
+        retry_state.attempt_number,
+        settings.max_retries + 1,
+        failure,
+        retry_state.upcoming_sleep,
+    )
+
+
+@contextmanager
+def quiet_retries() -> Iterator[None]:
+    """Within: retries of this thread's (or asyncio task's) requests are logged at DEBUG only."""
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)

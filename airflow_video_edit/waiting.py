@@ -19,14 +19,16 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 from airflow_video_edit.errors import VideoAPIError, VideoJobFailed
 from airflow_video_edit.models import IN_PROGRESS, Video
-from airflow_video_edit.retries import is_retryable
+from airflow_video_edit.retries import is_retryable, quiet_retries
 
 # Between status checks during an outage: the poll interval doubled per failed check, at most this.
 OUTAGE_BACKOFF_CAP = 60.0
+_LOUD: AbstractContextManager[None] = nullcontext()  # reusable: no object per poll outside an outage
 
 COMPLETED, FAILED, TIMEOUT, ERROR = "completed", "failed", "timeout", "error"
 Poll = tuple[Video, "float | None"]
@@ -99,7 +101,8 @@ class Wait:
     A status check that fails for good (its own retries spent) with a transient error (a
     connection error, a timeout, 5xx, 429: what the retry policy retries) starts an *outage*: the
     wait goes on, checking again with capped, jittered backoff, until the wall-clock deadline,
-    the one knob of a wait. The log says once when an outage starts and once when it ends.
+    the one knob of a wait. The log says once when an outage starts and once when it ends; in
+    between, the status checks' own retries log no WARNING line each (:meth:`checking`).
     Any other error (401, 403, 404, a rejected request) ends the wait at once.
 
     :param video_id: the job waited for.
@@ -117,6 +120,11 @@ class Wait:
         self.last: Video | None = None
         self.outage_started: float | None = None
         self.outage_failures = 0
+
+    def checking(self) -> AbstractContextManager[None]:
+        """Around each status check: during an outage its retries are not logged one by one
+        (the outage's start and end lines say it); otherwise each retry logs a WARNING line."""
+        return _LOUD if self.outage_started is None else quiet_retries()
 
     def step(self, video: Video, poll_after: float | None) -> tuple[dict[str, Any] | None, float]:
         """After one poll: the event that ends the wait, or else how long to sleep before the next."""
@@ -175,7 +183,9 @@ def wait_blocking(state: Wait, poll: Callable[[], Poll], *, first: Poll | None =
     result = first
     while True:
         try:
-            result = result or poll()
+            if result is None:
+                with state.checking():
+                    result = poll()
         except VideoAPIError as exc:
             event, sleep = state.failed(exc)
         else:
@@ -190,7 +200,8 @@ async def wait_async(state: Wait, poll: Callable[[], Awaitable[Poll]]) -> dict[s
     """The async wait (the triggerer): the same loop, sleeping without blocking the event loop."""
     while True:
         try:
-            result = await poll()
+            with state.checking():
+                result = await poll()
         except VideoAPIError as exc:
             event, sleep = state.failed(exc)
         else:

@@ -205,6 +205,85 @@ async def test_stop_by_total_retry_time(
     assert len(server.seen) == 3
 
 
+# --------------------------------------------------------------------------------------------
+# Retries are visible: one WARNING line per retry
+# --------------------------------------------------------------------------------------------
+def retry_lines(caplog: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == retries.log.name and r.levelno == level]
+
+
+@pytest.fixture
+def retry_caplog(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger=retries.log.name)
+    return caplog
+
+
+async def test_each_retry_logs_one_warning(
+    send: Any, server: Server, sleeps: Sleeps, retry_caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two 503s ridden out within the request's own retries: two lines, naming the request."""
+    server.reply(status(503), status(503, **{"retry-after-ms": "250"}), ok(video_json("video_123")))
+    await send(server, calls.retrieve_video("video_123"))
+    assert retry_lines(retry_caplog) == [
+        "GET /videos/video_123: attempt 1 of 5 failed: status 503 (status=503); "
+        f"retrying in {sleeps[0]:.2f} s",
+        "GET /videos/video_123: attempt 2 of 5 failed: status 503 (status=503); retrying in 0.25 s",
+    ]
+    assert retry_lines(retry_caplog, logging.DEBUG) == []
+
+
+async def test_a_first_attempt_that_succeeds_logs_nothing(
+    send: Any, server: Server, retry_caplog: pytest.LogCaptureFixture
+) -> None:
+    server.reply(ok())
+    await send(server, calls.retrieve_video("video_1"))
+    assert [r for r in retry_caplog.records if r.name == retries.log.name] == []
+
+
+async def test_a_retried_transport_error_is_named_by_its_class(
+    send: Any, server: Server, retry_caplog: pytest.LogCaptureFixture
+) -> None:
+    server.reply(httpx.ConnectError("[Errno 111] Connection refused"), ok())
+    await send(server, calls.create_video("a cat"), max_retries=2)
+    (line,) = retry_lines(retry_caplog)
+    assert line.startswith(
+        "POST /videos: attempt 1 of 3 failed: ConnectError: [Errno 111] Connection refused;"
+    )
+
+
+async def test_a_retried_download_logs_its_path_without_the_query(
+    download: Any, server: Server, tmp_path: Path, retry_caplog: pytest.LogCaptureFixture
+) -> None:
+    whole = mp4(100)
+    short = httpx.Response(200, content=whole[:50], headers={"content-length": str(len(whole))})
+    server.reply(short, httpx.Response(200, content=whole))
+    await download(server, calls.download_content("video_1"), tmp_path / "out.mp4")
+    (line,) = retry_lines(retry_caplog)
+    assert line.startswith("GET /videos/video_1/content: attempt 1 of 5 failed: download truncated")
+    assert "variant" not in line
+
+
+async def test_quiet_retries_log_at_debug_only(
+    send: Any, server: Server, retry_caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a wait in an outage uses around its status checks (the wait says it once itself)."""
+    server.reply(status(503), ok())
+    with retries.quiet_retries():
+        await send(server, calls.retrieve_video("video_1"))
+    assert retry_lines(retry_caplog) == []
+    assert len(retry_lines(retry_caplog, logging.DEBUG)) == 1
+    server.reply(status(503), ok())
+    await send(server, calls.retrieve_video("video_1"))  # loud again once outside
+    assert len(retry_lines(retry_caplog)) == 1
+
+
+def test_the_retry_policy_stays_cached() -> None:
+    settings = ClientSettings(base_url="http://test/v1", api_key=SECRET)
+    assert retries.retry_policy(settings, creates_job=False) is retries.retry_policy(
+        settings, creates_job=False
+    )
+
+
 @pytest.mark.parametrize(
     "call",
     [
@@ -735,6 +814,24 @@ async def test_secret_absent_from_errors_and_logs(
     assert SECRET not in _all_text(info.value)
     assert SECRET not in caplog.text
     assert all(SECRET not in str(record.args) for record in caplog.records)
+
+
+async def test_secret_absent_from_retry_lines(
+    send: Any, server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 503 whose error body echoes the key, in the message and in the code: the retry line
+    (which is there) carries neither."""
+    caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "httpcore", "airflow_video_edit"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    echo = status(503, error_json(f"upstream refused key {SECRET}", code=f"bad_key_{SECRET}"))
+    server.reply(echo, echo, ok())
+    await send(server, calls.retrieve_video("video_1"))
+    lines = [r.getMessage() for r in caplog.records if r.name == retries.log.name]
+    assert len(lines) == 2
+    assert "upstream refused key ***" in lines[0]
+    assert SECRET not in caplog.text
+    assert all(SECRET not in r.getMessage() and SECRET not in str(r.args) for r in caplog.records)
 
 
 async def test_secret_echoed_by_server_is_scrubbed(send: Any, server: Server) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from airflow_video_edit import clients
+from airflow_video_edit import clients, retries
 from airflow_video_edit.errors import NotFoundError
 from airflow_video_edit.server import LocalVideosServer
 from airflow_video_edit.settings import ClientSettings
@@ -257,6 +257,55 @@ async def test_an_outage_is_ridden_out_and_logged_once_at_each_end(
     assert "(3 failed)" in back[0]
 
 
+def retry_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == retries.log.name and r.levelno == level]
+
+
+async def test_a_status_check_that_rides_out_two_503s_logs_two_warnings(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Within its own retries (4): a WARNING line per retry, no outage; the key in no record."""
+    caplog.set_level(logging.DEBUG)
+    set_conn(monkeypatch, server.url, max_retry_seconds=5)
+    instant_retries(monkeypatch)
+    server.set_faults(["GET /v1/videos/{id} status=503;times=2"])
+    video_id = add_job(server, started_ago=100.0, duration=1.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01, deadline=time.time() + 60)
+    events = await events_of(trigger)
+    assert [e["event"] for e in events] == ["completed"]
+    assert gets(server, 503) == 2
+    lines = retry_records(caplog, logging.WARNING)
+    assert [line.split(" failed: ")[0] for line in lines] == [
+        f"GET /videos/{video_id}: attempt 1 of 5",
+        f"GET /videos/{video_id}: attempt 2 of 5",
+    ]
+    assert all("status=503" in line and "; retrying in " in line for line in lines)
+    assert not any("are failing" in r.getMessage() for r in caplog.records)
+    assert all(KEY not in r.getMessage() and KEY not in str(r.args) for r in caplog.records)
+    assert KEY not in caplog.text
+
+
+async def test_no_warning_per_retry_inside_an_outage(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outage of the test above: the first check's retry, unaware of an outage, is a WARNING;
+    the checks made during the outage retry at DEBUG only (the outage lines say it)."""
+    caplog.set_level(logging.DEBUG, logger=retries.log.name)
+    set_conn(monkeypatch, server.url, max_retries=1, max_retry_seconds=5)
+    instant_retries(monkeypatch)
+    server.set_faults(["GET /v1/videos/{id} status=503;times=6"])
+    video_id = add_job(server, started_ago=100.0, duration=1.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01, deadline=time.time() + 60)
+    events = await events_of(trigger)
+    assert [e["event"] for e in events] == ["completed"]
+    assert gets(server, 503) == 6
+    loud = retry_records(caplog, logging.WARNING)
+    assert len(loud) == 1
+    assert loud[0].startswith(f"GET /videos/{video_id}: attempt 1 of 2 failed: ")
+    assert len(retry_records(caplog, logging.DEBUG)) == 2
+    assert KEY not in caplog.text
+
+
 async def test_an_outage_past_the_deadline_ends_in_a_timeout(
     server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -421,9 +470,7 @@ def test_no_blocking_call_in_the_event_loop(
         gc.freeze()
         gc.disable()
         try:
-            events = loop.run_until_complete(
-                events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.1))
-            )
+            events = loop.run_until_complete(events_of(VideoJobTrigger(video_id, CONN_ID, poll_interval=0.1)))
         finally:
             gc.enable()
             gc.unfreeze()

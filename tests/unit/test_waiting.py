@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
-from airflow_video_edit import waiting
+from airflow_video_edit import calls, retries, waiting
 from airflow_video_edit.errors import (
     AuthenticationError,
     NotFoundError,
@@ -19,6 +20,8 @@ from airflow_video_edit.errors import (
     VideoAPIError,
 )
 from airflow_video_edit.models import Video
+
+from .conftest import SECRET, Server, error_json, video_json
 
 LOG = logging.getLogger("test_waiting")
 
@@ -67,6 +70,56 @@ def test_the_worker_rides_out_an_outage(slept: list[float], caplog: pytest.LogCa
     assert sum("are failing" in line for line in lines) == 1
     assert sum("work again" in line for line in lines) == 1
     assert "(3 failed)" in next(line for line in lines if "work again" in line)
+
+
+def test_retries_are_logged_one_by_one_outside_an_outage_only(
+    slept: list[float], server: Server, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Status checks through the real client (1 retry each). Outside an outage each retry is a
+    WARNING line; inside one (between its start and end lines) only DEBUG; loud again after."""
+    caplog.set_level(logging.INFO, logger="test_waiting")
+    caplog.set_level(logging.DEBUG, logger=retries.log.name)
+    down = httpx.Response(503, json=error_json("overloaded", code="server_busy"))
+
+    def up(status: str) -> httpx.Response:
+        return httpx.Response(200, json=video_json("video_1", status, progress=50))
+
+    server.reply(
+        down, up("in_progress"),  # check 1: rides out one 503 within its own retries
+        down, down,  # check 2: fails for good, the outage starts
+        down, down,  # check 3: in the outage
+        down, up("in_progress"),  # check 4: in the outage, works again
+        down, up("completed"),  # check 5: after the outage
+    )  # fmt: skip
+    client = make_client(server, max_retries=1)
+    state = waiting.Wait("video_1", poll_interval=1.0, deadline=time.time() + 3600, log=LOG)
+    event = waiting.wait_blocking(state, lambda: client.request(calls.poll_video("video_1")))
+    assert event["event"] == "completed"
+    assert len(server.seen) == 10
+    lines = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.levelno >= logging.WARNING or r.name == "test_waiting"
+    ]
+    retry_line = "GET /videos/video_1: attempt 1 of 2 failed: overloaded (status=503, code=server_busy); "
+    expected = [  # (level, how the line starts)
+        ("WARNING", retry_line),  # check 1
+        ("INFO", "video job video_1: in_progress 50%"),
+        ("WARNING", retry_line),  # check 2 (the outage is not known yet)
+        ("WARNING", "status checks of video job video_1 are failing (overloaded (status=503"),
+        ("INFO", "status checks of video job video_1 work again after "),
+        ("WARNING", retry_line),  # check 5
+        ("INFO", "video job video_1: completed"),
+    ]
+    assert [
+        (level, line[: len(start)]) for (level, line), (_, start) in zip(lines, expected, strict=True)
+    ] == expected
+    assert lines[4][1].endswith("(2 failed)")
+    quiet = [
+        r.getMessage() for r in caplog.records if r.name == retries.log.name and r.levelno == logging.DEBUG
+    ]
+    assert len(quiet) == 2  # checks 3 and 4
+    assert SECRET not in caplog.text
 
 
 @pytest.mark.parametrize(
