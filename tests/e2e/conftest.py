@@ -536,13 +536,24 @@ class AirflowDeployment:
     def task_log(
         self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
     ) -> str:
+        """One try's log (the worker's and the triggerer's parts), a line per record:
+        ``<timestamp> [<level>] <logger>: <event>``.
+
+        Airflow 3's log endpoint answers JSON or NDJSON only (``Accept: text/plain`` is a 406).
+        """
         r = self.client.get(
             f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
             params={"map_index": map_index, "full_content": True},
-            headers={"Accept": "text/plain"},
+            headers={"Accept": "application/json"},
         )
         r.raise_for_status()
-        return r.text
+        lines = []
+        for record in r.json()["content"]:
+            parts = [str(record["timestamp"])] if record.get("timestamp") else []
+            parts += [f"[{record['level']}]"] if record.get("level") else []
+            parts += [f"{record['logger']}:"] if record.get("logger") else []
+            lines.append(" ".join([*parts, str(record.get("event", ""))]))
+        return "\n".join(lines)
 
     # ------------------------------------------------------------------ debugging
     def log_tails(self, lines: int = 40) -> str:
