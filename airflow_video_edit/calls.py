@@ -131,12 +131,13 @@ def check_prompt(prompt: Any, argument: str = "prompt") -> str:
 
 
 def check_video_id(video_id: Any, argument: str = "video_id") -> str:
-    """Ids are opaque (gateways rewrite them): no prefix or length is assumed, only sanity."""
+    """Ids are opaque (gateways rewrite them: LiteLLM's are standard base64, ``/`` and ``+``
+    included, and go percent-encoded in a path): no prefix or length is assumed, only sanity."""
     if isinstance(video_id, Mapping):
         video_id = video_id.get("id")
     if not isinstance(video_id, str) or not video_id:
         raise InvalidInputError(f"{argument}: must be a non-empty string id", param=argument)
-    bad = [c for c in video_id if c.isspace() or c in "/?#" or not c.isprintable()]
+    bad = [c for c in video_id if c.isspace() or c in "?#" or not c.isprintable()]
     if bad:
         raise InvalidInputError(
             f"{argument}: {video_id!r} is not a valid id (contains {bad[0]!r})", param=argument
@@ -266,13 +267,14 @@ def _source_video_call(
 
 
 def _looks_like_local_file(value: Any) -> bool:
-    """A string names a file to upload when it has a path separator or a video file suffix.
-
-    Ids never contain ``/`` (``check_video_id`` rejects it), so the two cannot be confused.
-    """
-    return isinstance(value, str) and (
-        "/" in value or os.sep in value or Path(value).suffix.lower() in VIDEO_SUFFIXES
-    )
+    """A string names a file to upload when it is one, has a video file suffix or starts like a
+    path (``/``, ``./``, ``../``, ``~``); any other string is an id. Gateway ids may hold ``/``
+    (base64), so a separator alone does not make a path: ``clips/a`` that does not exist is sent
+    as an id, and the backend's 404 says so."""
+    if not isinstance(value, str) or not value:
+        return False
+    starts_like_a_path = value.startswith(("/", "./", "../", "~", os.sep))
+    return starts_like_a_path or Path(value).suffix.lower() in VIDEO_SUFFIXES or os.path.isfile(value)
 
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".webm", ".mkv", ".m4v"})

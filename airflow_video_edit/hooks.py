@@ -202,8 +202,9 @@ class OpenAIVideosHook(BaseHook):
 
         It retrieves a well-formed id that exists nowhere (gateways may have no list endpoint):
         an answer in the API's own error shape (404 ``video_not_found``, or a gateway's 400) means
-        the URL reaches the Videos API and the key was accepted; 401/403 mean a wrong key; a bare
-        404 (no error body) means the base URL is not the API's.
+        the URL reaches the Videos API and the key was accepted; 401/403, or an error that says
+        so (a gateway's 400 ``auth_error`` / ``invalid_api_key``), mean a wrong key; a bare 404
+        (no error body) means the base URL is not the API's.
         """
         check = f"GET /videos/{CONNECTION_TEST_ID}"
         try:
@@ -211,6 +212,8 @@ class OpenAIVideosHook(BaseHook):
         except (AuthenticationError, PermissionDeniedError) as exc:
             return False, f"{check}: the key was refused: {exc}"
         except APIStatusError as exc:
+            if _refused_key(exc):  # a gateway's 400 auth_error
+                return False, f"{check}: the key was refused: {exc}"
             answered = exc.status_code is not None and exc.status_code < 500
             if answered and (exc.code is not None or exc.error_type is not None):
                 answer = f"{exc.status_code} {exc.code or exc.error_type}"
@@ -282,3 +285,9 @@ class OpenAIVideosHook(BaseHook):
 
     async def aget_character(self, character_id: str) -> models.VideoCharacter:
         return await self.asend(calls.get_character(character_id))
+
+
+def _refused_key(exc: APIStatusError) -> bool:
+    """An error answer that says the key was refused, whatever its status (gateways use 400)."""
+    said = f"{exc.code or ''} {exc.error_type or ''}".lower()
+    return "auth" in said or "api_key" in said

@@ -27,6 +27,16 @@ OUTPUT_ROOT = Path(
 )
 WORK_DIR = OUTPUT_ROOT / "work"
 PUBLISH_DIR = OUTPUT_ROOT / "published"
+# The previews the examples download beside the MP4. A gateway that drops ``?variant=`` (LiteLLM)
+# serves only the MP4 (a preview download then fails clearly): set VIDEO_EDIT_PREVIEWS="" there.
+PREVIEWS = [v for v in os.environ.get("VIDEO_EDIT_PREVIEWS", "thumbnail,spritesheet").split(",") if v]
+
+
+def variants(*previews: str) -> list[str]:
+    """``video`` and those of ``previews`` that the backend serves (``VIDEO_EDIT_PREVIEWS``)."""
+    return ["video", *(preview for preview in previews if preview in PREVIEWS)]
+
+
 # Seconds between status checks; the local server finishes jobs in seconds.
 POLL_INTERVAL = float(os.environ.get("VIDEO_EDIT_POLL_INTERVAL", "2"))
 

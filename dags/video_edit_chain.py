@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from _video_publishing import CONN_ID, POLL_INTERVAL, SOURCE_CLIP, WORK_DIR
+from _video_publishing import CONN_ID, POLL_INTERVAL, SOURCE_CLIP, WORK_DIR, variants
 from airflow.sdk import DAG
 
 from airflow_video_edit.operators import VideoEditOperator
@@ -30,7 +30,7 @@ with DAG(
         video=first.output,
         prompt="Add the title 'Chapter two'",
         destination=f"{WORK_DIR}/{{{{ dag.dag_id }}}}/{{{{ run_id }}}}/",
-        variants=["video", "thumbnail", "spritesheet"],
+        variants=variants("thumbnail", "spritesheet"),
         conn_id=CONN_ID,
         poll_interval=POLL_INTERVAL,
     )

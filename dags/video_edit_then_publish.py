@@ -17,6 +17,7 @@ from _video_publishing import (
     WORK_DIR,
     publish,
     safe_name,
+    variants,
 )
 from airflow.sdk import DAG, Param, task
 
@@ -39,7 +40,7 @@ with DAG(
         video="{{ params.source }}",
         prompt="{{ params.prompt }}",
         destination=f"{WORK_DIR}/{{{{ dag.dag_id }}}}/{{{{ run_id }}}}/",
-        variants=["video", "thumbnail"],
+        variants=variants("thumbnail"),
         asset=EDITED_VIDEO,
         conn_id=CONN_ID,
         poll_interval=POLL_INTERVAL,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from _video_publishing import CONN_ID, POLL_INTERVAL, PUBLISH_DIR, WORK_DIR, publish, safe_name
+from _video_publishing import CONN_ID, POLL_INTERVAL, PUBLISH_DIR, WORK_DIR, publish, safe_name, variants
 from airflow.sdk import DAG, ObjectStoragePath, task
 
 from airflow_video_edit.operators import (
@@ -57,7 +57,7 @@ with DAG(
         task_id="download",
         video=extend.output,
         destination=ObjectStoragePath((WORK_DIR / "video_generate_edit_extend").as_uri() + "/"),
-        variants=["video", "thumbnail"],
+        variants=variants("thumbnail"),
         conn_id=CONN_ID,
     )
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_video_edit.errors import ContentMismatchError
+
 if TYPE_CHECKING:
     from airflow.sdk import Asset
 
@@ -85,12 +87,21 @@ def destination_for(destination: Any, video_id: str, variant: str) -> Any:
 def download_variants(
     hook: OpenAIVideosHook, video_id: str, destination: Any, variants: Sequence[str], log: Log
 ) -> dict[str, str]:
-    """Each variant streamed to its file, atomically and checked; ``{variant: path}``."""
+    """Each variant streamed to its file, atomically and checked; ``{variant: path}``.
+
+    Content that is not the variant asked for fails the task without a retry: another try would
+    get the same answer (a gateway that ignores ``variant``), and the job stays as it is.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
     outputs = {}
     for variant in variants:
-        result = hook.download_content(
-            video_id, destination_for(destination, video_id, variant), variant=variant
-        )
+        try:
+            result = hook.download_content(
+                video_id, destination_for(destination, video_id, variant), variant=variant
+            )
+        except ContentMismatchError as exc:
+            raise AirflowFailException(f"video {video_id}: {exc}") from None
         log.info("downloaded %s of %s to %s (%d bytes)", variant, video_id, result.path, result.bytes)
         outputs[variant] = result.path
     return outputs

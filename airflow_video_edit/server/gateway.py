@@ -28,8 +28,10 @@ PREFIX = "video_"
 _TEMPLATE = "litellm:custom_llm_provider:{provider};model_id:{model_id};video_id:{video_id}"
 _MARKER = "litellm:custom_llm_provider:"
 PROVIDER = "openai"
-# A router deployment id: long, as gateways' are (it makes the whole id about 240 characters).
-DEPLOYMENT = "videos-deployment-" + hashlib.sha256(b"airflow-video-edit gateway").hexdigest() + "-eu-west"
+# A router deployment id (free text in a gateway's config): long, as gateways' are, so that the
+# whole id is about 240 characters; its "?" and "~" fall where base64 makes them "/" and "+", so
+# every id of this mode carries both (ids of real gateways may), and "=" padding often.
+DEPLOYMENT = "sora-2-" + hashlib.sha256(b"airflow-video-edit gateway").hexdigest() + "-?region=eu__~v2"
 
 
 def external_id(video_id: str) -> str:

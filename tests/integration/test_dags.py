@@ -30,6 +30,7 @@ import pytest
 from conftest_dags import DAGS_FOLDER, RESULT_PREFIX
 from test_server_support import probe_mp4
 
+from airflow_video_edit.operators.outputs import file_stem
 from airflow_video_edit.server import LocalVideosServer
 
 pytestmark = pytest.mark.integration
@@ -106,10 +107,13 @@ class Run:
         raise AssertionError(f"no XCom {task_id}/{key}[{map_index}]")
 
 
-def call(env: dict[str, str], *args: str) -> list[Any]:
+def call(env: dict[str, str], *args: str, output: list[str] | None = None) -> list[Any]:
+    """Run the DAG runner; its RESULT lines (``output`` gets the whole stdout and stderr)."""
     done = subprocess.run(
         [sys.executable, RUNNER, *args], env=env, capture_output=True, text=True, timeout=DAG_TIMEOUT
     )
+    if output is not None:
+        output.append(done.stdout + done.stderr)
     why = f"{args}: exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert done.returncode == 0, why
     lines = [
@@ -322,3 +326,89 @@ def test_video_daily_batch(dag_runs: DagRuns) -> None:
         assert width > 0
         assert height > 0
     assert json.loads((inbox / ".published.json").read_text()) == [entry["source"] for entry in batch]
+
+
+# --- through a gateway ----------------------------------------------------------------------------
+@dataclass
+class GatewayRuns:
+    server: LocalVideosServer
+    out: Path
+    results: dict[str, dict[str, Any]]
+    output: str
+
+
+@pytest.fixture(scope="module")
+def gateway_runs(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayRuns]:
+    """Every example DAG against the server in gateway mode (LiteLLM-like ids ~250 characters with
+    "/" and "+", ``variant`` ignored, model required, no list or delete), with the previews off as
+    a DAG author would set them for such a backend (``VIDEO_EDIT_PREVIEWS=""``)."""
+    out = tmp_path_factory.mktemp("out-gateway")
+    with LocalVideosServer(
+        api_key=KEY, job_seconds=2.0, poll_after_ms=500, access_log=False, gateway_quirks=True
+    ) as server:
+        env = base_env(migrated_home)
+        connection = {
+            "conn_type": "openai_videos",
+            "host": server.url,
+            "password": KEY,
+            "extra": {"default_model": "sora-2"},
+        }
+        env.update(
+            AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT=json.dumps(connection),
+            VIDEO_EDIT_OUTPUT_DIR=str(out),
+            VIDEO_EDIT_POLL_INTERVAL="0.5",
+            VIDEO_EDIT_PREVIEWS="",
+            VIDEOS_SERVER_ROOT=server.root_url,
+            VIDEOS_SERVER_API_KEY=KEY,
+        )
+        output: list[str] = []
+        results = call(env, *MODULES, output=output)
+        yield GatewayRuns(server, out, {r["module"]: r for r in results}, output[0])
+
+
+def test_example_dags_through_a_gateway(gateway_runs: GatewayRuns) -> None:
+    """Each DAG works, or fails clearly where the gateway lacks what it needs; nothing wrong is saved."""
+    results = gateway_runs.results
+    for module in (
+        "video_edit_then_publish",
+        "video_edit_chain",
+        "video_edit_mapped",
+        "video_generate_edit_extend",
+    ):
+        assert results[module]["state"] == "success", (module, results[module]["tasks"])
+        assert all(info["try_number"] == 1 for info in results[module]["tasks"].values()), module
+    counts = {module: results[module]["server_stats"]["jobs_created"] for module in MODULES}
+    assert counts == {
+        "video_edit_then_publish": 1,
+        "video_edit_chain": 2,
+        "video_edit_mapped": 3,
+        "video_generate_edit_extend": 3,
+        "video_daily_batch": 2,
+    }
+    # Ids are the gateway's (long, with "/"): file names stay short and safe, and name the job.
+    publish = results["video_edit_then_publish"]
+    (video_id,) = {row["value"] for row in publish["xcom"] if row["key"] == "video_id"}
+    assert len(video_id) > 200
+    assert "/" in video_id
+    published = Path(next(row["value"] for row in publish["xcom"] if row["task_id"] == "publish_video"))
+    assert published.parent.parent == gateway_runs.out / "published"
+    assert published.name == f"{file_stem(video_id)}.mp4"
+    assert json.loads((published.parent / "manifest.json").read_text())["video_id"] == video_id
+    files = [p for p in gateway_runs.out.rglob("*") if p.is_file() and "inbox" not in p.parts]
+    assert all(len(p.name.encode()) < 128 for p in files)
+    assert not [p for p in files if p.suffix in (".webp", ".jpg", ".png", ".part")]  # no wrong content
+    for path in (p for p in files if p.suffix == ".mp4"):
+        width, height, _ = probe_mp4(path)
+        assert width > 0
+        assert height > 0
+
+    # The daily batch cleans up with DELETE, which this gateway does not route: only that task
+    # fails, saying why.
+    batch = results["video_daily_batch"]
+    assert batch["state"] == "failed"
+    states = {task: info["state"] for task, info in batch["tasks"].items()}
+    assert states.pop("cleanup[-1]") == "failed"
+    assert set(states.values()) == {"success"}
+    assert "DELETE /v1/videos/" in gateway_runs.output
+    assert "not supported by this gateway. (status=405" in gateway_runs.output
+    assert KEY not in gateway_runs.output

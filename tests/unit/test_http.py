@@ -718,11 +718,10 @@ def _invalid_calls(tmp_path: Path) -> list[tuple[str, Any]]:
         ("video_id", lambda: calls.retrieve_video("")),
         ("video_id", lambda: calls.retrieve_video("video 1")),
         ("video_id", lambda: calls.retrieve_video("video_1\n")),
-        ("video_id", lambda: calls.retrieve_video("a/b")),
         ("video_id", lambda: calls.retrieve_video("a?b")),
         ("video_id", lambda: calls.retrieve_video("a#b")),
         ("video_id", lambda: calls.delete_video(None)),  # type: ignore[arg-type]
-        ("video_id", lambda: calls.download_content("a/../b")),
+        ("video_id", lambda: calls.download_content("a\tb")),
         ("video_id", lambda: calls.poll_video("")),
         ("video_id", lambda: calls.remix_video("", "p")),
         ("variant", lambda: calls.download_content("video_1", "audio")),
@@ -732,7 +731,7 @@ def _invalid_calls(tmp_path: Path) -> list[tuple[str, Any]]:
         ("model", lambda: calls.create_video("p", model=" ")),
         ("name", lambda: calls.create_character(b"x", "")),
         ("name", lambda: calls.create_character(b"x", "n" * 81)),
-        ("character_id", lambda: calls.get_character("c/1")),
+        ("character_id", lambda: calls.get_character("c 1")),
         ("limit", lambda: calls.list_videos(limit=101)),
         ("order", lambda: calls.list_videos(order="up")),
         ("after", lambda: calls.list_videos(after="")),
@@ -759,14 +758,21 @@ async def test_hook_input_validation_sends_nothing(wire_hook: Any, tmp_path: Pat
     with pytest.raises(errors.InvalidInputError, match=r"^video:"):
         hook.edit_video(tmp_path / "nope.mp4", "p")
     with pytest.raises(errors.InvalidInputError, match=r"^video_id:"):
-        await hook.aget_video("x/y")
+        await hook.aget_video("x y")
     with pytest.raises(errors.InvalidInputError, match=r"^prompt:"):
         await hook.aedit_video(b"data", "x" * 32_001)
 
 
 @pytest.mark.parametrize(
     ("video_id", "path"),
-    [("abc", "/v1/videos/abc"), ("a%b", "/v1/videos/a%25b"), ("vid:1+2", "/v1/videos/vid%3A1%2B2")],
+    [
+        ("abc", "/v1/videos/abc"),
+        ("a%b", "/v1/videos/a%25b"),
+        ("vid:1+2", "/v1/videos/vid%3A1%2B2"),
+        # LiteLLM's ids are standard base64: "/" and "=" too, never a path separator on the wire.
+        ("video_bGl0/ZWxs+bTo=", "/v1/videos/video_bGl0%2FZWxs%2BbTo%3D"),
+        ("a/../b", "/v1/videos/a%2F..%2Fb"),
+    ],
 )
 async def test_ids_are_opaque_and_escaped(send: Any, server: Server, video_id: str, path: str) -> None:
     server.reply(ok(video_json(video_id)))
@@ -886,3 +892,23 @@ async def test_a_failed_shared_client_build_is_tried_again() -> None:
     for _ in range(2):  # the failure is not cached: each caller gets the real error
         with pytest.raises((OSError, FileNotFoundError)):
             await clients.shared_async_client(settings)
+
+
+def test_a_string_is_an_id_unless_it_is_or_looks_like_a_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gateway ids may hold "/" (base64), so a separator alone does not make a string a path."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "take1").write_bytes(b"\x00" * 16)  # a file without a suffix
+    for video in ("video_bGl0ZW/xsbTo+Y3V=", "clips/not-there", "video_abc"):
+        call = calls.edit_video(video, "p")
+        assert call.json == {"video": {"id": video}, "prompt": "p"}, video
+        assert call.upload is None
+    for video in ("clips/take1", str(tmp_path / "clips" / "take1")):
+        call = calls.edit_video(video, "p")
+        assert call.upload is not None, video
+        assert call.json is None
+    for missing in ("./gone", "/no/such/clip", "~/none-here", "clips/missing.mp4"):
+        with pytest.raises(errors.InvalidInputError, match=r"^video: no such file"):
+            calls.edit_video(missing, "p")
