@@ -101,6 +101,10 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "Retry job-creating POSTs after ambiguous failures (may pay twice)",
                         "schema": {"type": ["boolean", "null"], "default": False},
                     },
+                    "idempotency_keys": {
+                        "label": "The backend honours Idempotency-Key (lost submit replies are then retried)",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
                     "verify": {
                         "label": "TLS verification: true, false, or a CA bundle path",
                         "schema": _STR,

@@ -108,6 +108,9 @@ class Call(Generic[T]):
     creates_job: bool = False
     # Operations whose body takes a model get the connection's default model when none is given.
     takes_model: bool = False
+    # Sent as ``Idempotency-Key`` on a job-creating POST: the same for every attempt and every
+    # task try of one submit, so a backend that honours it never creates a second job.
+    idempotency_key: str | None = None
 
     def with_default_model(self, model: str | None) -> Call[T]:
         if not self.takes_model or not model:
@@ -338,6 +341,11 @@ def build_request(
         kwargs["data"] = call.form or {}
     elif call.form is not None:
         kwargs["data"] = call.form
+    headers = {}
     if stream:
-        kwargs["headers"] = {"Accept-Encoding": "identity"}
+        headers["Accept-Encoding"] = "identity"
+    if call.idempotency_key is not None:
+        headers["Idempotency-Key"] = call.idempotency_key
+    if headers:
+        kwargs["headers"] = headers
     return client.build_request(call.method, call.path, **kwargs)

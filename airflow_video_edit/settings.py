@@ -43,6 +43,8 @@ class ClientSettings:
     max_retry_seconds: float = 120.0
     # Cap on a server-requested Retry-After; longer waits are clipped to this.
     max_retry_after: float = 60.0
+    # Retry a job-creating POST after an ambiguous failure: set directly (may pay twice), or
+    # because the backend honours the Idempotency-Key every such POST carries (then it is safe).
     retry_job_creation: bool = False
     verify: bool | str = True
     proxy: str | None = None
@@ -173,7 +175,8 @@ def settings_from_connection(
         read_timeout=number("read_timeout", defaults.read_timeout),
         max_retries=int(number("max_retries", defaults.max_retries)),
         max_retry_seconds=number("max_retry_seconds", defaults.max_retry_seconds),
-        retry_job_creation=_as_bool(extra.get("retry_job_creation"), False),
+        retry_job_creation=_as_bool(extra.get("retry_job_creation"), False)
+        or _as_bool(extra.get("idempotency_keys"), False),
         verify=_verify(extra.get("verify")),
         proxy=extra.get("proxy") or None,
     )

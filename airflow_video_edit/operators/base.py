@@ -5,7 +5,9 @@ It reads top-down in the order a task runs:
 1. ``execute``: check the input (``job_call`` builds the request without sending it), then
    ``execute_resumable`` (Airflow's ``ResumableJobMixin``): a new try first looks in the task
    state store for a job an earlier try submitted, and resumes it instead of paying again.
-2. ``submit_job``: one POST; the id goes to the state store and to XCom before anything waits.
+2. ``submit_job``: the write-ahead submit of :mod:`airflow_video_edit.operators.submit` (an
+   intent stored before the POST, the id the moment the reply arrives, a lost reply reconciled
+   instead of paid twice); then XCom, before anything waits.
 3. ``poll_until_complete``: look once (a job may already be done), then defer to
    :class:`~airflow_video_edit.triggers.VideoJobTrigger`, or wait in the worker; both waits are
    the loop of :mod:`airflow_video_edit.waiting` and end in the same event.
@@ -34,10 +36,13 @@ if TYPE_CHECKING:
     from airflow_video_edit.calls import Call
     from airflow_video_edit.hooks import OpenAIVideosHook
     from airflow_video_edit.models import Video
+    from airflow_video_edit.operators.submit import Submitter, UnconfirmedSubmit
 
 DEFAULT_CONN_ID = "openai_videos_default"
 # The status reported to the mixin for a stored id the backend no longer knows (404).
 GONE = "gone"
+# ... and for a stored id whose request has changed since (a clear after the prompt was edited).
+CHANGED = "request changed"
 
 
 def default_deferrable() -> bool:
@@ -89,6 +94,10 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         and says the remote job may still be running (the next try resumes it).
     :param deferrable: wait in the triggerer, freeing the worker slot (default:
         ``[operators] default_deferrable``).
+    :param unconfirmed_submit: when an earlier submit's reply was lost and the job it may have
+        created cannot be identified (several matching jobs, a mapped edit, a backend without
+        list): ``"fail"`` (default: nothing is paid twice; the error names the candidates) or
+        ``"resubmit"`` (submit again, logged).
 
     When a user marks the task failed or clears it while it waits, the remote job is deleted
     (by the operator's ``on_kill`` in the worker, or the trigger's ``on_kill`` when deferred).
@@ -112,11 +121,15 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         poll_interval: float = 10.0,
         timeout: timedelta | float = timedelta(hours=2),
         deferrable: bool | None = None,
+        unconfirmed_submit: UnconfirmedSubmit = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_outlet(kwargs, asset))
         if poll_interval <= 0:
             raise ValueError("poll_interval: must be positive")
+        if unconfirmed_submit not in ("fail", "resubmit"):
+            raise ValueError("unconfirmed_submit: must be 'fail' or 'resubmit'")
+        self.unconfirmed_submit: UnconfirmedSubmit = unconfirmed_submit
         self.destination = destination
         self.variants = check_variants(variants)
         self.asset = asset
@@ -138,14 +151,34 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
 
     # 2. -----------------------------------------------------------------------------------------
     def submit_job(self, context: Context) -> str:
-        video = self.hook.send(self.job_call())
+        video = self.submitter(context).submit(self.job_call())
         self.log.info("submitted video %s job %s (%s)", self.job_kind, video.id, video.status)
         self._push_job(context, video)
         return video.id
 
+    def submitter(self, context: Context) -> Submitter:
+        from airflow_video_edit.operators.submit import Submitter
+
+        ti = context.get("ti")
+        return Submitter(
+            self.hook,
+            context.get("task_state_store") if self.durable else None,
+            id_key=self.external_id_key,
+            unconfirmed=self.unconfirmed_submit,
+            mapped=getattr(ti, "map_index", -1) not in (-1, None),
+            log=self.log,
+        )
+
     def get_job_status(self, external_id: Any, context: Context) -> str:
         from airflow_video_edit.errors import NotFoundError
 
+        if self.submitter(context).changed_since(self.job_call()):
+            self.log.warning(
+                "stored video job %s was submitted for another request (the task changed since): "
+                "submitting the current one",
+                external_id,
+            )
+            return CHANGED
         try:
             return self.hook.get_video(str(external_id)).status
         except NotFoundError:
@@ -157,7 +190,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
     def is_job_active(self, status: str) -> bool:
         from airflow_video_edit.models import TERMINAL_STATUSES
 
-        return status not in TERMINAL_STATUSES and status != GONE
+        return status not in TERMINAL_STATUSES and status not in (GONE, CHANGED)
 
     def is_job_succeeded(self, status: str) -> bool:
         from airflow_video_edit.models import COMPLETED
@@ -222,6 +255,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         store = context.get("task_state_store")
         if store is not None:
             store.delete(self.external_id_key)
+        self.submitter(context).forget()
 
     def on_kill(self) -> None:
         """A non-deferred wait killed by a user: delete the remote job (a deferred one: the trigger)."""

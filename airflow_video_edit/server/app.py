@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from airflow_video_edit.models import (
     VideoList,
 )
 
-from . import defaults, gateway, media
+from . import defaults, gateway, idempotency, media
 from .faults import PROMPT_FAIL_MARKER, FaultMiddleware, FaultRule, fault_of, parse_rules
 from .forms import APIError, Body, error_body, field_value, json_response, prompt_field, read_body
 from .jobs import CREATE, EDIT, EXTEND, REMIX, Job, JobStore, new_id
@@ -81,6 +82,7 @@ class VideosApp:
     ) -> None:
         self.store = store
         self.gateway_quirks = gateway_quirks
+        self.keys = idempotency.IdempotencyKeys(store.clock)
         self.api_key = api_key
         self.poll_after = str(poll_after_ms)
         self.max_upload_bytes = max_upload_bytes
@@ -252,8 +254,21 @@ class VideosApp:
         return self._job(video_id, completed=True, param="video"), None
 
     # --- routes -------------------------------------------------------------------------------
-    async def create_video(self, request: Request) -> Response:
+    async def _creating(self, request: Request, make: Callable[[Request, Body], Awaitable[Job]]) -> Response:
+        """A job-creating POST: the body, then the ``Idempotency-Key`` (a replay answers with the
+        job the key's first request created), then ``make`` creates the job."""
         body = await read_body(request, self.max_upload_bytes)
+        async with self.keys.claim(request, body) as claim:
+            if claim.replay is not None:
+                return self._view(self._job(claim.replay), idempotency.REPLAYED)
+            job = await make(request, body)
+            claim.video_id = job.id
+        return self._view(job)
+
+    async def create_video(self, request: Request) -> Response:
+        return await self._creating(request, self._create_job)
+
+    async def _create_job(self, request: Request, body: Body) -> Job:
         self._gateway_needs_model(body)
         prompt = prompt_field(body)
         model = field_value(body, "model", default=DEFAULT_MODEL, allowed=KNOWN_MODELS)
@@ -267,7 +282,7 @@ class VideosApp:
             extra["reference_file"] = path.name
         elif "input_reference" in body.fields:
             extra["reference"] = _image_reference(body.fields["input_reference"])
-        job = self.store.create(
+        return self.store.create(
             CREATE,
             id=job_id,
             model=model or DEFAULT_MODEL,
@@ -276,7 +291,6 @@ class VideosApp:
             seconds=seconds or DEFAULT_SECONDS,
             **extra,
         )
-        return self._view(job)
 
     async def list_videos(self, request: Request) -> Response:
         self._gateway_refuses(request, 400)
@@ -349,10 +363,12 @@ class VideosApp:
         return _FileResponse(path, media_type=content_type)
 
     async def remix_video(self, request: Request) -> Response:
+        return await self._creating(request, self._remix_job)
+
+    async def _remix_job(self, request: Request, body: Body) -> Job:
         source = self._job(request.path_params["video_id"], completed=True)
-        body = await read_body(request, self.max_upload_bytes)
         prompt = prompt_field(body)
-        job = self.store.create(
+        return self.store.create(
             REMIX,
             model=source.model,
             prompt=prompt,
@@ -362,11 +378,9 @@ class VideosApp:
             render_size=source.render_size,
             **self._failure(request, prompt),
         )
-        return self._view(job)
 
-    async def _derive(self, request: Request, kind: str) -> Response:
+    async def _derive(self, request: Request, body: Body, kind: str) -> Job:
         """Edits and extensions: same three input forms, different output."""
-        body = await read_body(request, self.max_upload_bytes)
         self._gateway_needs_model(body)
         prompt = prompt_field(body)
         model = field_value(body, "model", allowed=KNOWN_MODELS)
@@ -392,7 +406,7 @@ class VideosApp:
         if extension is not None:
             extra["extension_seconds"] = int(extension)
             base_seconds += int(extension)
-        job = self.store.create(
+        return self.store.create(
             kind,
             id=job_id,
             model=model or base_model,
@@ -401,13 +415,12 @@ class VideosApp:
             seconds=str(round(base_seconds)),
             **extra,
         )
-        return self._view(job)
 
     async def edit_video(self, request: Request) -> Response:
-        return await self._derive(request, EDIT)
+        return await self._creating(request, lambda request, body: self._derive(request, body, EDIT))
 
     async def extend_video(self, request: Request) -> Response:
-        return await self._derive(request, EXTEND)
+        return await self._creating(request, lambda request, body: self._derive(request, body, EXTEND))
 
     async def create_character(self, request: Request) -> Response:
         body = await read_body(request, self.max_upload_bytes)

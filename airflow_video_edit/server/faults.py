@@ -8,6 +8,8 @@ A *fault spec* is a ``;``-separated list of items, e.g. ``status=429;retry-after
 ``retry-after=S``      with ``status``: add ``Retry-After: S``
 ``retry-after-ms=N``   with ``status``: add ``retry-after-ms: N``
 ``delay=S``            wait S seconds (float) before handling the request
+``hold=S``             handle the request (a job is created), then wait S seconds before answering
+                       (a client with a shorter read timeout loses the reply)
 ``reset``              handle the request, then drop the connection before any response byte
 ``truncate=N``         send the response head (with the full Content-Length) and only N body bytes,
                        then drop the connection
@@ -58,6 +60,7 @@ class Fault:
     retry_after: str | None = None
     retry_after_ms: str | None = None
     delay: float = 0.0
+    hold: float = 0.0
     reset: bool = False
     truncate: int | None = None
     malformed_json: bool = False
@@ -66,7 +69,7 @@ class Fault:
 
     @property
     def touches_response(self) -> bool:
-        return self.reset or self.truncate is not None or self.malformed_json
+        return self.reset or self.truncate is not None or self.malformed_json or bool(self.hold)
 
     def merged(self, other: Fault | None) -> Fault:
         """This fault with every item ``other`` sets taken from ``other``."""
@@ -98,6 +101,8 @@ def parse_fault(spec: str) -> tuple[Fault, dict[str, int]]:
                 fault.retry_after_ms = value
             elif key == "delay":
                 fault.delay = float(value)
+            elif key == "hold":
+                fault.hold = float(value)
             elif key == "reset":
                 fault.reset = True
             elif key == "truncate":
@@ -294,7 +299,7 @@ class FaultMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _mangle(self, scope: Scope, receive: Receive, send: Send, fault: Fault) -> None:
-        """Run the app and break its answer: reset, truncate or malformed JSON."""
+        """Run the app and break its answer: hold it back, reset, truncate or malformed JSON."""
         dropped = False
         sent = 0
         start: Message | None = None
@@ -314,6 +319,8 @@ class FaultMiddleware:
             if dropped:
                 return
             if message["type"] == "http.response.start":
+                if fault.hold:
+                    await anyio.sleep(fault.hold)
                 if fault.reset:
                     await drop()
                 start = message
@@ -335,7 +342,10 @@ class FaultMiddleware:
                     await send({**start, "headers": headers})
                     await send({"type": "http.response.body", "body": broken})
                 return
-            limit = fault.truncate or 0
+            if fault.truncate is None:  # held back only
+                await send(message)
+                return
+            limit = fault.truncate
             if sent + len(body) >= limit:
                 piece = body[: limit - sent]
                 if piece:

@@ -186,3 +186,56 @@ def test_control_from_another_process_sends_the_key() -> None:
         assert server.stats()["requests"]["GET /v1/videos"] == {"200": 1, "503": 1}
         server.reset_stats()
         assert "GET /v1/videos" not in server.stats()["requests"]
+
+
+# --- Idempotency-Key ------------------------------------------------------------------------------
+def test_the_same_key_and_request_return_the_first_job(
+    http: httpx.Client, local_server: LocalVideosServer
+) -> None:
+    key = {"Idempotency-Key": "k-create-1"}
+    first = http.post("/videos", json={"prompt": "a boat", "seconds": "8"}, headers=key)
+    again = http.post("/videos", json={"seconds": "8", "prompt": "a boat"}, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert local_server.stats()["jobs_created"] == 1
+    other = http.post("/videos", json={"prompt": "another boat"}, headers=key)
+    _assert_envelope(other, 409)
+    assert other.json()["error"]["code"] == "idempotency_key_reused"
+    assert http.post("/videos", json={"prompt": "a boat", "seconds": "8"}).json()["id"] != first.json()["id"]
+    assert local_server.stats()["jobs_created"] == 2
+
+
+def test_a_multipart_retry_with_a_new_boundary_is_the_same_request(
+    http: httpx.Client, local_server: LocalVideosServer, small_clip: Path
+) -> None:
+    key = {"Idempotency-Key": "k-edit-upload"}
+    ids = []
+    for _ in range(2):  # httpx picks a new random boundary each time
+        with small_clip.open("rb") as upload:
+            answer = http.post("/videos/edits", data={"prompt": "snow"}, files={"video": upload}, headers=key)
+        assert answer.status_code == 200, answer.text
+        ids.append(answer.json()["id"])
+    assert ids[0] == ids[1]
+    with small_clip.open("rb") as upload:
+        changed = http.post("/videos/edits", data={"prompt": "rain"}, files={"video": upload}, headers=key)
+    assert changed.status_code == 409
+    assert local_server.stats()["jobs_created"] == 1
+
+
+def test_a_refused_request_leaves_its_key_free(http: httpx.Client, local_server: LocalVideosServer) -> None:
+    key = {"Idempotency-Key": "k-bad-first"}
+    _assert_envelope(http.post("/videos", json={"prompt": "x", "size": "1x1"}, headers=key), 400, "size")
+    assert http.post("/videos", json={"prompt": "x"}, headers=key).status_code == 200
+    assert local_server.stats()["jobs_created"] == 1
+
+
+def test_a_lost_reply_replayed_by_key(http: httpx.Client, local_server: LocalVideosServer) -> None:
+    """The reply to the first request is lost after the job was created; the same key gets it."""
+    key = {"Idempotency-Key": "k-lost"}
+    with pytest.raises(httpx.TransportError):
+        http.post("/videos", json={"prompt": "x"}, headers={**key, "x-fault": "reset"})
+    replay = http.post("/videos", json={"prompt": "x"}, headers=key)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert local_server.stats()["jobs_created"] == 1
