@@ -21,6 +21,10 @@ body) after the job was created, or the worker can die between the POST and stor
      candidates) or ``"resubmit"`` (pay again, logged).
 4. A resumed id whose request has changed since (a clear after the prompt was edited) is not
    resumed: the new request is submitted.
+
+Metrics (Airflow's ``Stats``, tag ``route``): ``video_edit.jobs_submitted`` (a job-creating POST
+answered), ``video_edit.jobs_adopted`` (a lost submit's job found and taken),
+``video_edit.submits_unconfirmed`` (stopped: could not tell; or resubmitted on the user's word).
 """
 
 from __future__ import annotations
@@ -199,6 +203,11 @@ class Submitter:
         current = fingerprint(call, self.hook.settings.default_model) if intent is not None else None
         return intent is not None and intent.fingerprint != current
 
+    def _count(self, metric: str, printed: dict[str, Any]) -> None:
+        from airflow.sdk.observability.stats import incr
+
+        incr(f"video_edit.{metric}", tags={"route": printed["route"]})
+
     def submit(self, call: Call[Any]) -> Video:
         printed = fingerprint(call, self.hook.settings.default_model)
         intent = self.stored_intent()
@@ -212,6 +221,7 @@ class Submitter:
             )
             adopted = self._adopt(intent)
             if adopted is not None:
+                self._count("jobs_adopted", printed)
                 return self._confirm(intent, adopted)
         else:
             intent = Intent.new(printed)
@@ -219,7 +229,7 @@ class Submitter:
         keyed = replace(call, idempotency_key=intent.key)
         for round_ in range(1, MAX_SUBMIT_ROUNDS + 1):
             try:
-                return self._confirm(intent, self.hook.send(keyed))
+                video = self.hook.send(keyed)
             except Exception as exc:
                 if not _ambiguous(exc):
                     self.forget()  # refused outright (4xx, never sent): it created no job
@@ -233,7 +243,11 @@ class Submitter:
                 )
                 adopted = self._adopt(intent)
                 if adopted is not None:
+                    self._count("jobs_adopted", printed)
                     return self._confirm(intent, adopted)
+            else:
+                self._count("jobs_submitted", printed)
+                return self._confirm(intent, video)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _adopt(self, intent: Intent) -> Video | None:
@@ -258,6 +272,7 @@ class Submitter:
             if len(found.matches) > 1
             else "a sibling mapped task's edit would look the same"
         )
+        self._count("submits_unconfirmed", intent.fingerprint)
         if self.unconfirmed == "resubmit":
             self.log.warning(
                 "cannot tell whether the earlier submit created a job (%s; candidates: %s): "

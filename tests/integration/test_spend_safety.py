@@ -223,3 +223,20 @@ def test_a_clear_after_the_prompt_changed_submits_the_new_request(server: LocalV
     assert result["id"] != running
     assert result["prompt"] == "A cold blue grade instead"
     assert server.stats()["jobs_created"] == 2
+
+
+def test_metrics_count_submits_and_adoptions(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[tuple[str, dict[str, Any] | None]] = []
+    monkeypatch.setattr(
+        "airflow.sdk.observability.stats.incr", lambda stat, *a, tags=None, **kw: counted.append((stat, tags))
+    )
+    edit().execute(context(Store()))
+    server.set_faults(["POST /v1/videos/edits reset;times=1"])
+    edit(prompt="Another grade").execute(context(Store()))
+    ours = [(stat, tags) for stat, tags in counted if stat.startswith("video_edit.")]
+    assert ours == [
+        ("video_edit.jobs_submitted", {"route": "videos/edits"}),
+        ("video_edit.jobs_adopted", {"route": "videos/edits"}),
+    ]
