@@ -74,6 +74,14 @@ MODULES = (
     "video_generate_edit_extend",
     "video_daily_batch",
 )
+# The paid jobs each example DAG's run creates: one per edit, create or extension.
+JOBS_PER_DAG = {
+    "video_edit_then_publish": 1,
+    "video_edit_chain": 2,
+    "video_edit_mapped": 3,
+    "video_generate_edit_extend": 3,
+    "video_daily_batch": 2,
+}
 
 
 @dataclass
@@ -260,13 +268,7 @@ def test_video_publish_on_asset_catalogues_the_asset_event(dag_runs: DagRuns, tm
 
 def test_each_dag_run_took_its_own_jobs_only(dag_runs: DagRuns) -> None:
     counts = {module: dag_runs.results[module]["server_stats"]["jobs_created"] for module in MODULES}
-    assert counts == {
-        "video_edit_then_publish": 1,
-        "video_edit_chain": 2,
-        "video_edit_mapped": 3,
-        "video_generate_edit_extend": 3,
-        "video_daily_batch": 2,
-    }
+    assert counts == JOBS_PER_DAG
     assert len(dag_runs.server.store.jobs) == 9  # the daily batch deleted its 2 jobs
 
 
@@ -378,13 +380,7 @@ def test_example_dags_through_a_gateway(gateway_runs: GatewayRuns) -> None:
         assert results[module]["state"] == "success", (module, results[module]["tasks"])
         assert all(info["try_number"] == 1 for info in results[module]["tasks"].values()), module
     counts = {module: results[module]["server_stats"]["jobs_created"] for module in MODULES}
-    assert counts == {
-        "video_edit_then_publish": 1,
-        "video_edit_chain": 2,
-        "video_edit_mapped": 3,
-        "video_generate_edit_extend": 3,
-        "video_daily_batch": 2,
-    }
+    assert counts == JOBS_PER_DAG
     # Ids are the gateway's (long, with "/"): file names stay short and safe, and name the job.
     publish = results["video_edit_then_publish"]
     (video_id,) = {row["value"] for row in publish["xcom"] if row["key"] == "video_id"}
