@@ -126,5 +126,36 @@ class VideoJobFailed(Exception):
     """A video job failed, timed out, or could not be followed. Carries the backend's reason."""
 
 
+# The ``error.code`` of a failed job that a new job for the same request would meet again: the
+# backend's moderation or content policy refused it, or it found the input invalid. Any other
+# code (``internal_error``, ``server_error``, ``timeout``, ``unknown_error``, ...) may pass on
+# another try, and keeps the task's retries.
+PERMANENT_JOB_FAILURE_CODES: frozenset[str] = frozenset(
+    {"moderation_blocked", "content_policy_violation", "content_filter", "safety_violation"}
+)
+PERMANENT_JOB_FAILURE_PREFIXES: tuple[str, ...] = ("moderation", "content_policy", "invalid_")
+
+
+def is_permanent_job_failure(code: str | None) -> bool:
+    """Whether a failed job's ``error.code`` will repeat (see ``PERMANENT_JOB_FAILURE_CODES``)."""
+    code = (code or "").lower()
+    return code in PERMANENT_JOB_FAILURE_CODES or code.startswith(PERMANENT_JOB_FAILURE_PREFIXES)
+
+
+class PermanentVideoJobFailure(VideoJobFailed):
+    """A job failed, or could not be followed, for a reason another try would meet again (a
+    moderation block, an invalid input, a status check refused with 400/401/403). The operators'
+    default retry policy fails the task at once instead of spending its retries."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class VideoJobGone(PermanentVideoJobFailure):
+    """The job an earlier try submitted answers 404 (deleted, expired, forgotten by the backend).
+    Submitting a new one pays again: only with the operator's ``resubmit_if_gone=True``."""
+
+
 class ContentMismatchError(VideoAPIError):
     """A download is not what was asked for (e.g. the MP4 where a thumbnail was asked). Not retried."""

@@ -22,7 +22,12 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-from airflow_video_edit.errors import VideoAPIError, VideoJobFailed
+from airflow_video_edit.errors import (
+    PermanentVideoJobFailure,
+    VideoAPIError,
+    VideoJobFailed,
+    is_permanent_job_failure,
+)
 from airflow_video_edit.models import IN_PROGRESS, Video
 from airflow_video_edit.retries import is_retryable, quiet_retries
 
@@ -31,6 +36,8 @@ OUTAGE_BACKOFF_CAP = 60.0
 _LOUD: AbstractContextManager[None] = nullcontext()  # reusable: no object per poll outside an outage
 
 COMPLETED, FAILED, TIMEOUT, ERROR = "completed", "failed", "timeout", "error"
+# A status check refused with one of these ends the wait in a failure no retry can change.
+REFUSED_STATUSES = frozenset({400, 401, 403, 422})
 Poll = tuple[Video, "float | None"]
 
 
@@ -85,7 +92,16 @@ def finished_video(event: dict[str, Any]) -> Video:
     if kind == COMPLETED:
         return Video.model_validate(event["video"])
     if kind == FAILED:
-        raise VideoJobFailed(f"video job {video_id} failed: {event.get('code')}: {event.get('message')}")
+        code = event.get("code")
+        message = f"video job {video_id} failed: {code}: {event.get('message')}"
+        if is_permanent_job_failure(code):
+            raise PermanentVideoJobFailure(f"{message} (a new try would fail the same way)", code=code)
+        raise VideoJobFailed(message)
+    if kind == ERROR and event.get("http_status") in REFUSED_STATUSES:
+        # The key, its permissions or the request were refused: a new try is refused too.
+        raise PermanentVideoJobFailure(
+            f"video job {video_id}: {event.get('message')}", code=event.get("code")
+        )
     raise VideoJobFailed(event.get("message") or f"video job {video_id}: unexpected event {event!r}")
 
 

@@ -98,6 +98,9 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         created cannot be identified (several matching jobs, a mapped edit, a backend without
         list): ``"fail"`` (default: nothing is paid twice; the error names the candidates) or
         ``"resubmit"`` (submit again, logged).
+    :param resubmit_if_gone: when the job an earlier try submitted now answers 404 (deleted,
+        expired, forgotten by the backend): ``False`` (default) fails the task, naming the job and
+        how to allow a new one; ``True`` submits a new, paid job, with a WARNING line.
 
     When a user marks the task failed or clears it while it waits, the remote job is deleted
     (by the operator's ``on_kill`` in the worker, or the trigger's ``on_kill`` when deferred).
@@ -122,9 +125,15 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         timeout: timedelta | float = timedelta(hours=2),
         deferrable: bool | None = None,
         unconfirmed_submit: UnconfirmedSubmit = "fail",
+        resubmit_if_gone: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_outlet(kwargs, asset))
+        if self.retry_policy is None:  # the user's own (argument or default_args) always wins
+            from airflow_video_edit.operators.retry_policy import video_job_retry_policy
+
+            self.retry_policy = video_job_retry_policy()
+        self.resubmit_if_gone = bool(resubmit_if_gone)
         if poll_interval <= 0:
             raise ValueError("poll_interval: must be positive")
         if unconfirmed_submit not in ("fail", "resubmit"):
@@ -170,7 +179,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         )
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        from airflow_video_edit.errors import NotFoundError
+        from airflow_video_edit.errors import NotFoundError, VideoJobGone
 
         if self.submitter(context).changed_since(self.job_call()):
             self.log.warning(
@@ -182,9 +191,22 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         try:
             return self.hook.get_video(str(external_id)).status
         except NotFoundError:
-            # Deleted, or forgotten by the backend: nothing to resume, and failing here would
-            # fail every later try (and every clear) of the task. Submit anew.
-            self.log.warning("stored video job %s no longer exists; submitting a new one", external_id)
+            # Deleted, expired or forgotten by the backend: nothing to resume. A new job is a
+            # second payment for this task: only where the user allows it.
+            if not self.resubmit_if_gone:
+                raise VideoJobGone(
+                    f"video job {external_id}, which an earlier try of this task submitted, no longer "
+                    f"exists (404: deleted, expired or forgotten by the backend). Nothing was "
+                    f"submitted: a new job would be paid for again. To submit one, set "
+                    f"resubmit_if_gone=True on the operator and clear the task.",
+                    code="not_found",
+                ) from None
+            self.log.warning(
+                "stored video job %s no longer exists; resubmit_if_gone=True: submitting a NEW "
+                "paid video %s job",
+                external_id,
+                self.job_kind,
+            )
             return GONE
 
     def is_job_active(self, status: str) -> bool:

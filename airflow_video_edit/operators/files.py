@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 
 
 class _VideoOperator(VideoTaskMixin, BaseOperator):
-    """What both take: the connection."""
+    """What both take: the connection; and the family's retry policy, unless the user set one."""
 
     def __init__(self, *, conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if self.retry_policy is None:
+            from airflow_video_edit.operators.retry_policy import video_job_retry_policy
+
+            self.retry_policy = video_job_retry_policy()
         self.conn_id = conn_id
 
 

@@ -405,16 +405,23 @@ def test_a_wrong_key_in_the_error_text_is_masked(
     assert context["task_state_store"].data == {}
 
 
-def test_a_stored_job_that_no_longer_exists_is_replaced_not_fatal(server: LocalVideosServer) -> None:
-    """A 404 for the stored id (the job was deleted, or the backend forgot it) is no job to resume:
-    the try submits a new one instead of failing this and every later try (and every clear)."""
+def test_a_stored_job_that_no_longer_exists_is_replaced_only_where_allowed(server: LocalVideosServer) -> None:
+    """A 404 for the stored id (the job was deleted, or the backend forgot it) is no job to resume;
+    a new one is a second payment: the try fails, naming the job, unless ``resubmit_if_gone``."""
+    from airflow_video_edit.errors import VideoJobGone
+
     store = FakeStore()
     with pytest.raises(TaskDeferred):
         operator(deferrable=True).execute(make_context(store))
     gone = store.get("video_id")
     server.store.delete(gone)
 
-    result = operator().execute(make_context(store))
+    with pytest.raises(VideoJobGone, match="resubmit_if_gone=True") as excinfo:
+        operator().execute(make_context(store))
+    assert gone in str(excinfo.value)
+    assert jobs_created(server) == 1
+
+    result = operator(resubmit_if_gone=True).execute(make_context(store))
     assert result["id"] != gone
     assert result["status"] == "completed"
     assert jobs_created(server) == 2
