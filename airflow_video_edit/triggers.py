@@ -30,6 +30,9 @@ class VideoJobTrigger(BaseTrigger):
     :param conn_id: the ``openai_videos`` connection id.
     :param poll_interval: seconds between polls; a longer ``openai-poll-after-ms`` hint wins.
     :param deadline: wall-clock time (epoch seconds) after which a ``timeout`` event is yielded.
+    :param cancel_on_kill: when the task instance is marked failed, delete the job if it has
+        finished (a running job cannot be cancelled: it finishes, and is billed); see
+        :meth:`on_kill`.
     """
 
     def __init__(
@@ -38,12 +41,15 @@ class VideoJobTrigger(BaseTrigger):
         conn_id: str = OpenAIVideosHook.default_conn_name,
         poll_interval: float = 10.0,
         deadline: float | None = None,
+        cancel_on_kill: bool = True,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.video_id = video_id
         self.conn_id = conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
+        self.cancel_on_kill = bool(cancel_on_kill)
+        self._wait: Wait | None = None  # the running wait: on_kill reads the status it last saw
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -53,6 +59,7 @@ class VideoJobTrigger(BaseTrigger):
                 "conn_id": self.conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -62,7 +69,9 @@ class VideoJobTrigger(BaseTrigger):
         return OpenAIVideosHook(self.conn_id)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        state = Wait(self.video_id, poll_interval=self.poll_interval, deadline=self.deadline, log=self.log)
+        state = self._wait = Wait(
+            self.video_id, poll_interval=self.poll_interval, deadline=self.deadline, log=self.log
+        )
         try:
             await self.hook.aget_client()  # the connection, looked up once for the whole wait
         except Exception as exc:  # an unknown connection, or one whose fields make no sense
@@ -76,30 +85,32 @@ class VideoJobTrigger(BaseTrigger):
         return await self.hook.apoll_video(self.video_id)
 
     async def on_kill(self) -> None:
-        """Cancel (delete) the remote job when a user marked the task failed or cleared it.
+        """When a user marked the task failed: delete the job if it has finished; a running job
+        cannot be cancelled (the Videos API has no cancel), so it is left to finish, and said so.
 
-        The Videos API deletes only finished jobs (409 for a running one, logged); a backend that
-        lets a running job be deleted cancels it. Airflow 3.3 also calls ``on_kill`` when a trigger
-        is reassigned to another triggerer (apache/airflow#73454). Deleting then would throw away a
-        job a healthy task still waits for (or, after "mark success", its result), so the job is
-        deleted only once the task instance is confirmed to have left the deferred state for
-        another state than success; when that cannot be confirmed, nothing is deleted.
+        Only ``failed`` deletes. A clear (the state is then ``None``, ``scheduled``, ``queued``,
+        ``up_for_retry``, ``restarting``, ...) leaves the job to the new try, which resumes it
+        (Airflow 3.3 gives a trigger no try number to tell a new try by). Airflow 3.3 also calls
+        ``on_kill`` when a trigger moves to another triggerer (apache/airflow#73454): the task is
+        still ``deferred`` then, and waits for the job. "Mark success" keeps the result. A state
+        that cannot be read deletes nothing. What a deletion does is
+        :func:`airflow_video_edit.cancel.cancel_steps`: one look, one DELETE, no retries.
         """
+        from airflow_video_edit.cancel import CANCEL_OFF, cancel_async
+
+        if not self.cancel_on_kill:
+            self.log.info(CANCEL_OFF, self.video_id)
+            return
         state = await self._task_instance_state()
-        # deferred: reassigned, still waited for; success: marked done, keep the result.
-        if state in (None, "deferred", "success"):
-            self.log.warning(
-                "not cancelling video job %s: the task instance is %s",
+        if state != "failed":
+            self.log.info(
+                "not deleting video job %s: the task instance is %s, not failed",
                 self.video_id,
                 state or "of unknown state",
             )
             return
-        try:
-            await self.hook.adelete_video(self.video_id)
-        except VideoAPIError as exc:
-            self.log.warning("could not cancel video job %s: %s", self.video_id, exc)
-        else:
-            self.log.info("cancelled (deleted) video job %s: the task instance is %s", self.video_id, state)
+        last = self._wait.last if self._wait is not None else None
+        await cancel_async(self.hook, self.video_id, last, self.log)
 
     async def _task_instance_state(self) -> str | None:
         """The task instance's current state, as the standard provider's ``WorkflowTrigger`` reads

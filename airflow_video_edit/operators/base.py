@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from airflow_video_edit.hooks import OpenAIVideosHook
     from airflow_video_edit.models import Video
     from airflow_video_edit.operators.submit import Submitter, UnconfirmedSubmit
+    from airflow_video_edit.waiting import Wait
 
 DEFAULT_CONN_ID = "openai_videos_default"
 # The status reported to the mixin for a stored id the backend no longer knows (404).
@@ -55,6 +56,8 @@ class VideoTaskMixin:
 
     ui_color = "#e8d5f5"
     conn_id: str
+    # Whether on_kill (the worker's or the trigger's) deletes a finished job: airflow_video_edit.cancel.
+    cancel_on_kill: bool = True
     defer: Callable[..., NoReturn]  # BaseOperator's, further along the MRO
 
     @cached_property
@@ -73,7 +76,13 @@ class VideoTaskMixin:
         """Wait in the triggerer; the trigger's one event comes back to ``execute_complete``."""
         from airflow_video_edit.triggers import VideoJobTrigger
 
-        trigger = VideoJobTrigger(video_id, self.conn_id, poll_interval=poll_interval, deadline=deadline)
+        trigger = VideoJobTrigger(
+            video_id,
+            self.conn_id,
+            poll_interval=poll_interval,
+            deadline=deadline,
+            cancel_on_kill=self.cancel_on_kill,
+        )
         self.defer(trigger=trigger, method_name="execute_complete")
 
 
@@ -101,9 +110,11 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
     :param resubmit_if_gone: when the job an earlier try submitted now answers 404 (deleted,
         expired, forgotten by the backend): ``False`` (default) fails the task, naming the job and
         how to allow a new one; ``True`` submits a new, paid job, with a WARNING line.
-
-    When a user marks the task failed or clears it while it waits, the remote job is deleted
-    (by the operator's ``on_kill`` in the worker, or the trigger's ``on_kill`` when deferred).
+    :param cancel_on_kill: delete the job when the task is killed while it waits, if the job has
+        finished (default ``True``). The Videos API cannot cancel a running job: it finishes, and
+        is billed, and the log says so. Deferred, only "mark failed" deletes (a clear leaves the
+        job to the new try); in the worker, any kill (mark failed, clear, timeout). See
+        :mod:`airflow_video_edit.cancel`.
     """
 
     template_fields: Sequence[str] = ("destination",)
@@ -113,6 +124,9 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
     external_id_key = "video_id"
     # A word for log lines ("submitted video edit job ...").
     job_kind = "video"
+    # What on_kill goes by when it cannot look: the job as last seen, the worker's wait.
+    _seen: Video | None = None
+    _wait: Wait | None = None
 
     def __init__(
         self,
@@ -125,6 +139,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         timeout: timedelta | float = timedelta(hours=2),
         deferrable: bool | None = None,
         unconfirmed_submit: UnconfirmedSubmit = "fail",
+        cancel_on_kill: bool = True,
         resubmit_if_gone: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -139,6 +154,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         if unconfirmed_submit not in ("fail", "resubmit"):
             raise ValueError("unconfirmed_submit: must be 'fail' or 'resubmit'")
         self.unconfirmed_submit: UnconfirmedSubmit = unconfirmed_submit
+        self.cancel_on_kill = cancel_on_kill
         self.destination = destination
         self.variants = check_variants(variants)
         self.asset = asset
@@ -233,7 +249,9 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         if event is None and self.deferrable:
             self.defer_to_trigger(video.id, poll_interval=self.poll_interval, deadline=deadline)
         if event is None:
-            state = Wait(video.id, poll_interval=self.poll_interval, deadline=deadline, log=self.log)
+            state = self._wait = Wait(
+                video.id, poll_interval=self.poll_interval, deadline=deadline, log=self.log
+            )
             event = wait_blocking(state, lambda: self.hook.poll_video(video.id), first=(video, poll_after))
         return self.execute_complete(context, event)
 
@@ -269,7 +287,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
 
     def _push_job(self, context: Context, video: Video) -> None:
         """In XCom before anything waits; remembered for ``on_kill``."""
-        self._video_id = video.id
+        self._video_id, self._seen = video.id, video
         self.push_job(context, video)
 
     def _forget_job(self, context: Context) -> None:
@@ -280,13 +298,15 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         self.submitter(context).forget()
 
     def on_kill(self) -> None:
-        """A non-deferred wait killed by a user: delete the remote job (a deferred one: the trigger)."""
+        """Killed in the worker (marked failed, cleared, timed out) while its job runs or downloads:
+        a finished job is deleted, a running one is left to finish and said so
+        (:mod:`airflow_video_edit.cancel`). A deferred task's job is the trigger's."""
         if not self._video_id:
             return
-        from airflow_video_edit.errors import VideoAPIError
+        from airflow_video_edit.cancel import CANCEL_OFF, cancel_blocking
 
-        try:
-            self.hook.delete_video(self._video_id)
-            self.log.info("cancelled (deleted) video job %s", self._video_id)
-        except VideoAPIError as exc:
-            self.log.warning("could not cancel video job %s: %s", self._video_id, exc)
+        if not self.cancel_on_kill:
+            self.log.info(CANCEL_OFF, self._video_id)
+            return
+        last = self._wait.last if self._wait is not None and self._wait.last is not None else self._seen
+        cancel_blocking(self.hook, self._video_id, last, self.log)

@@ -112,7 +112,13 @@ def test_each_kind_defers_to_the_trigger(server: LocalVideosServer, kind: str) -
     trigger = deferred.value.trigger
     assert isinstance(trigger, VideoJobTrigger)
     assert trigger.video_id == context["ti"].values("video_id")[0]
-    assert set(trigger.serialize()[1]) == {"video_id", "conn_id", "poll_interval", "deadline"}
+    assert set(trigger.serialize()[1]) == {
+        "video_id",
+        "conn_id",
+        "poll_interval",
+        "deadline",
+        "cancel_on_kill",
+    }
     result = op.execute_complete(context, run_trigger(trigger))
     assert result["status"] == "completed"
     assert result["id"] == trigger.video_id

@@ -113,8 +113,14 @@ async def test_serialize_round_trip_holds_ids_and_deadline_only(conn: LocalVideo
     video_id = add_job(conn, duration=0.0)
     trigger = VideoJobTrigger(video_id=video_id, conn_id=CONN_ID, poll_interval=3, deadline=1.9e9)
     classpath, kwargs = trigger.serialize()
-    assert set(kwargs) == {"video_id", "conn_id", "poll_interval", "deadline"}
-    assert kwargs == {"video_id": video_id, "conn_id": CONN_ID, "poll_interval": 3.0, "deadline": 1.9e9}
+    assert set(kwargs) == {"video_id", "conn_id", "poll_interval", "deadline", "cancel_on_kill"}
+    assert kwargs == {
+        "video_id": video_id,
+        "conn_id": CONN_ID,
+        "poll_interval": 3.0,
+        "deadline": 1.9e9,
+        "cancel_on_kill": True,
+    }
 
     module_name, _, class_name = classpath.rpartition(".")
     cls = getattr(importlib.import_module(module_name), class_name)
@@ -533,33 +539,56 @@ def deletes(server: LocalVideosServer) -> int:
     return sum(server.stats()["requests"].get("DELETE /v1/videos/{video_id}", {}).values())
 
 
+STILL_RUNNING = "is still running and will finish (and be billed): the Videos API cannot cancel a running job"
+
+
 async def _kill(
     server: LocalVideosServer,
     monkeypatch: pytest.MonkeyPatch,
     ti: SimpleNamespace | None,
     comms: FakeComms | None,
+    *,
+    running: bool = False,
+    log: list[tuple[str, str]] | None = None,
+    **trigger_kwargs: Any,
 ) -> str:
     from airflow.sdk.execution_time import task_runner
 
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
-    # A finished job: the backend deletes only finished jobs (a running one answers 409), so
-    # whether on_kill deletes is decided by the task state alone.
-    video_id = add_job(server, duration=0.0)
-    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    video_id = (
+        add_job(server, started_ago=10.0, duration=1000.0) if running else add_job(server, duration=0.0)
+    )
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0, **trigger_kwargs)
     if ti is not None:
         trigger.task_instance = ti  # type: ignore[assignment]
+    if log is not None:
+        record_log(monkeypatch, trigger, log)
     await trigger.on_kill()
     return video_id
 
 
-@pytest.mark.parametrize("state", ["failed", None, "up_for_retry"])
-async def test_on_kill_deletes_the_job_once_the_task_left_deferred(
-    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, state: str | None
+def record_log(
+    monkeypatch: pytest.MonkeyPatch, trigger: VideoJobTrigger, lines: list[tuple[str, str]]
 ) -> None:
-    comms = FakeComms({"manual__1": {"edit": state}})
-    video_id = await _kill(conn, monkeypatch, fake_ti(), comms)
-    assert deletes(conn) == 1
-    assert conn.store.get(video_id) is None
+    """The trigger's log lines into ``lines`` as (level, text): its logger is structlog's."""
+    for level in ("info", "warning"):
+        monkeypatch.setattr(
+            trigger.log,
+            level,
+            lambda msg, *args, _level=level, **kw: lines.append((_level, msg % args if args else msg)),
+        )
+
+
+def failed_comms() -> FakeComms:
+    return FakeComms({"manual__1": {"edit": "failed"}})
+
+
+async def test_on_kill_of_a_failed_task_deletes_its_finished_job_once(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    log: list[tuple[str, str]] = []
+    comms = failed_comms()
+    video_id = await _kill(conn, monkeypatch, fake_ti(), comms, log=log)
     asked = comms.asked[0]
     assert (asked.dag_id, asked.run_ids, asked.task_ids, asked.map_index) == (
         "d",
@@ -567,6 +596,10 @@ async def test_on_kill_deletes_the_job_once_the_task_left_deferred(
         ["edit"],
         None,
     )
+    assert conn.stats()["requests"]["GET /v1/videos/{video_id}"] == {"200": 1}  # one look
+    assert conn.stats()["requests"]["DELETE /v1/videos/{video_id}"] == {"200": 1}
+    assert conn.store.get(video_id) is None
+    assert log == [("info", f"deleted finished video job {video_id} (completed)")]
     from airflow_video_edit.hooks import OpenAIVideosHook
 
     with OpenAIVideosHook(CONN_ID) as hook, pytest.raises(NotFoundError) as excinfo:
@@ -574,17 +607,116 @@ async def test_on_kill_deletes_the_job_once_the_task_left_deferred(
     assert getattr(excinfo.value, "status_code", None) == 404
 
 
-@pytest.mark.parametrize("state", ["deferred", "success"])
-async def test_on_kill_keeps_the_job_of_a_reassigned_or_succeeded_task(
-    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, state: str
+async def test_on_kill_of_a_failed_task_leaves_a_running_job_and_says_it_will_be_billed(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """airflow#73454: on_kill also runs when a trigger moves to another triggerer (still
-    deferred); a task marked success keeps its result."""
+    log: list[tuple[str, str]] = []
+    video_id = await _kill(conn, monkeypatch, fake_ti(), failed_comms(), running=True, log=log)
+    assert deletes(conn) == 0  # a DELETE cannot cancel it: none is sent
+    assert conn.stats()["requests"]["GET /v1/videos/{video_id}"] == {"200": 1}
+    assert conn.store.get(video_id) is not None
+    assert log == [("warning", f"video job {video_id} {STILL_RUNNING}")]
+
+
+async def test_on_kill_sends_one_delete_without_retry_when_it_fails(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_kill has about a second (the triggerer cancels it again): no retry, no backoff."""
+    conn.set_faults(["DELETE /v1/videos/{id} status=503"])
+    caplog.set_level(logging.DEBUG, logger=retries.log.name)
+    log: list[tuple[str, str]] = []
+    video_id = await _kill(conn, monkeypatch, fake_ti(), failed_comms(), log=log)
+    assert conn.stats()["requests"]["DELETE /v1/videos/{video_id}"] == {"503": 1}
+    assert conn.store.get(video_id) is not None
+    assert [line for line in log if "could not delete" in line[1]] == [log[-1]]
+    assert log[-1][1].startswith(f"could not delete finished video job {video_id} (completed)")
+    assert not [r for r in caplog.records if r.name == retries.log.name]  # not one retry
+
+
+async def test_on_kill_requests_have_a_short_timeout(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend that does not answer: the look gives up after CANCEL_TIMEOUT, once."""
+    from airflow_video_edit.cancel import CANCEL_TIMEOUT
+
+    conn.set_faults(["GET /v1/videos/{id} hold=2"])
+    began = time.monotonic()
+    log: list[tuple[str, str]] = []
+    video_id = await _kill(conn, monkeypatch, fake_ti(), failed_comms(), log=log)
+    assert time.monotonic() - began < CANCEL_TIMEOUT + 0.5
+    assert deletes(conn) == 0  # never seen, and the look failed: status unknown, nothing deleted
+    assert log[-1][1].startswith(f"not deleting video job {video_id}: could not tell whether it finished")
+
+
+async def test_on_kill_goes_by_the_last_seen_status_when_it_cannot_look(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.execution_time import task_runner
+
+    from airflow_video_edit.models import Video
+    from airflow_video_edit.waiting import Wait
+
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", failed_comms(), raising=False)
+    conn.set_faults(["GET /v1/videos/{id} status=503"])
+    log: list[tuple[str, str]] = []
+    for status, expected_deletes in (("in_progress", 0), ("completed", 1)):
+        video_id = add_job(conn, duration=0.0)
+        trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+        trigger.task_instance = fake_ti()  # type: ignore[assignment]
+        record_log(monkeypatch, trigger, log)
+        trigger._wait = Wait(video_id, poll_interval=1.0, deadline=None, log=trigger.log)
+        trigger._wait.last = Video.model_validate({"id": video_id, "status": status, "created_at": 1})
+        await trigger.on_kill()
+        assert deletes(conn) == expected_deletes
+    assert len([text for _, text in log if STILL_RUNNING in text]) == 1
+    assert f"deleted finished video job {video_id} (completed)" in [text for _, text in log]
+
+
+async def test_on_kill_keeps_the_last_status_the_wait_saw(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video_id = add_job(conn, duration=1000.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=0.01, deadline=time.time() + 0.3)
+    events = await events_of(trigger)
+    assert events[0]["event"] == "timeout"
+    assert trigger._wait is not None
+    assert trigger._wait.last is not None
+    assert trigger._wait.last.status in ("queued", "in_progress")
+    assert "_wait" not in json.dumps(trigger.serialize()[1])
+
+
+@pytest.mark.parametrize(
+    "state", [None, "scheduled", "queued", "up_for_retry", "restarting", "deferred", "success", "running"]
+)
+async def test_on_kill_of_a_task_not_marked_failed_sends_nothing(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, state: str | None
+) -> None:
+    """A clear (None, scheduled, queued, up_for_retry, restarting): the new try resumes the job.
+    airflow#73454: on_kill also runs when a trigger moves to another triggerer (still deferred);
+    a task marked success keeps its result."""
     comms = FakeComms({"manual__1": {"edit": state}})
     video_id = await _kill(conn, monkeypatch, fake_ti(), comms)
     assert comms.asked  # it did ask
-    assert deletes(conn) == 0
+    assert conn.stats()["requests_total"] == 0
     assert conn.store.get(video_id) is not None
+
+
+async def test_cancel_on_kill_false_never_deletes(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    comms = failed_comms()
+    log: list[tuple[str, str]] = []
+    video_id = await _kill(conn, monkeypatch, fake_ti(), comms, cancel_on_kill=False, log=log)
+    assert conn.stats()["requests_total"] == 0
+    assert not comms.asked
+    assert conn.store.get(video_id) is not None
+    assert log == [("info", f"not deleting video job {video_id}: cancel_on_kill is off")]
+    trigger = VideoJobTrigger(video_id, CONN_ID, cancel_on_kill=False)
+    _, kwargs = trigger.serialize()
+    assert kwargs["cancel_on_kill"] is False
+    assert VideoJobTrigger(**kwargs).cancel_on_kill is False
+    assert KEY not in json.dumps(kwargs)
+    assert KEY not in repr(trigger)
 
 
 async def test_on_kill_of_a_mapped_task_uses_the_mapped_key(
@@ -608,7 +740,7 @@ async def test_on_kill_of_a_mapped_task_uses_the_mapped_key(
 async def test_on_kill_keeps_the_job_when_the_state_is_unknown(
     conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    comms: Any = FakeComms({"manual__1": {"edit": "failed"}})
+    comms: Any = failed_comms()
     ti: SimpleNamespace | None = fake_ti()
     if case == "no comms":
         comms = None
@@ -626,25 +758,8 @@ async def test_on_kill_keeps_the_job_when_the_state_is_unknown(
 
         comms = Broken({})
     video_id = await _kill(conn, monkeypatch, ti, comms)
-    assert deletes(conn) == 0
+    assert conn.stats()["requests_total"] == 0
     assert conn.store.get(video_id) is not None
-
-
-async def test_on_kill_of_a_running_job_cannot_delete_it_and_does_not_raise(
-    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The Videos API has no cancel: DELETE of a running job is a 409, the job runs on."""
-    from airflow.sdk.execution_time import task_runner
-
-    set_conn(monkeypatch, server.url, max_retries=0)
-    comms = FakeComms({"manual__1": {"edit": "failed"}})
-    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", comms, raising=False)
-    video_id = add_job(server, started_ago=10.0, duration=1000.0)
-    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
-    trigger.task_instance = fake_ti()  # type: ignore[assignment]
-    await trigger.on_kill()
-    assert server.stats()["requests"]["DELETE /v1/videos/{video_id}"] == {"409": 1}
-    assert server.store.get(video_id) is not None
 
 
 async def test_cleanup_never_deletes_the_job(
