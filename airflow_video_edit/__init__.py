@@ -110,6 +110,13 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": _STR,
                     },
                     "proxy": {"label": "Proxy URL", "schema": _STR},
+                    "prices": {
+                        "label": "Prices per second of video (JSON object; no built-in prices)",
+                        "description": 'For estimated_cost and max_cost: {"currency": "USD", '
+                        '"models": {"sora-2": {"per_second": 0.10}, "sora-2-pro": {"per_second": '
+                        '0.30, "per_size": {"1792x1024": 0.50}}}}',
+                        "schema": {"type": ["object", "null"]},
+                    },
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "login"],

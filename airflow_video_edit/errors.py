@@ -53,6 +53,11 @@ class InvalidInputError(VideoAPIError, ValueError):
     """Input rejected before any request was sent (empty prompt, bad id, missing file, ...)."""
 
 
+class CostLimitError(InvalidInputError):
+    """A job not submitted because its estimated cost exceeds the operator's ``max_cost``, or
+    cannot be estimated while ``max_cost`` is set. Nothing was sent."""
+
+
 class TransportError(VideoAPIError):
     """The request did not get a complete HTTP reply (refused, reset, timed out, truncated)."""
 

@@ -8,6 +8,7 @@ talks to Airflow or the network, so the Hook's sync and async paths share it.
 from __future__ import annotations
 
 import json
+import math
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,38 @@ from airflow_video_edit.errors import InvalidInputError
 AuthStyle = Literal["bearer", "api-key"]
 USER_AGENT = "airflow-video-edit"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """What one model bills per second of video: ``per_second``, or a rate for a size."""
+
+    per_second: float | None = None
+    per_size: tuple[tuple[str, float], ...] = ()
+
+    def rate(self, size: str | None) -> float | None:
+        """The per-second rate for ``size`` (its own, else ``per_second``); None: no price."""
+        return dict(self.per_size).get(size or "", self.per_second)
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """The connection extra ``prices``: a currency and each model's price. There are no built-in
+    prices (OpenAI's went with its API; gateways bill their own): the user's table is the truth.
+
+    ``{"currency": "USD", "models": {"sora-2": {"per_second": 0.10},
+    "sora-2-pro": {"per_second": 0.30, "per_size": {"1792x1024": 0.50}}}}``
+    """
+
+    currency: str
+    models: tuple[tuple[str, ModelPrice], ...]
+
+    def price(self, model: str) -> ModelPrice | None:
+        return dict(self.models).get(model)
+
+    @property
+    def model_names(self) -> list[str]:
+        return [name for name, _ in self.models]
 
 
 @dataclass(frozen=True)
@@ -52,6 +85,8 @@ class ClientSettings:
     max_connections: int = 64
     # Idle connections are kept at least as long as a typical poll interval (httpx default: 5 s).
     keepalive_expiry: float = 120.0
+    # What jobs cost (connection extra ``prices``); not part of a pool's identity.
+    prices: PriceTable | None = field(default=None, compare=False)
 
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT}
@@ -105,6 +140,64 @@ def _as_mapping(value: Any, name: str) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"connection extra {name!r} must be a JSON object", param=name)
     return {str(key): str(item) for key, item in value.items()}
+
+
+def _invalid(name: str, problem: str) -> InvalidInputError:
+    return InvalidInputError(f"connection extra {name!r} {problem}", param="prices")
+
+
+def _rate(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _invalid(name, f"must be a number (a price per second of video), got {value!r}")
+    try:
+        rate = float(value)
+    except ValueError:
+        raise _invalid(name, f"must be a number (a price per second of video), got {value!r}") from None
+    if not math.isfinite(rate) or rate < 0:
+        raise _invalid(name, f"must be a non-negative number, got {value!r}")
+    return rate
+
+
+def _fields(value: Any, name: str, allowed: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _invalid(name, f"must be a JSON object, got {value!r}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise _invalid(name, f"has unknown field(s) {unknown}; expected {sorted(allowed)}")
+    return value
+
+
+def _prices(value: Any) -> PriceTable | None:
+    """The extra ``prices`` (a JSON object or its text), checked; every error names the field."""
+    if value in (None, "", {}):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _invalid("prices", "is not valid JSON") from None
+    table = _fields(value, "prices", {"currency", "models"})
+    currency = table.get("currency")
+    if not isinstance(currency, str) or not currency.strip():
+        raise _invalid("prices.currency", f"must be a currency code such as 'USD', got {currency!r}")
+    models = table.get("models")
+    if not isinstance(models, Mapping) or not models:
+        raise _invalid("prices.models", "must be a non-empty JSON object: {model: {per_second: ...}}")
+    priced: list[tuple[str, ModelPrice]] = []
+    for model, spec in models.items():
+        where = f"prices.models.{model}"
+        spec = _fields(spec, where, {"per_second", "per_size"})
+        per_second = (
+            None if spec.get("per_second") is None else _rate(spec["per_second"], f"{where}.per_second")
+        )
+        sizes = spec.get("per_size") or {}
+        if not isinstance(sizes, Mapping):
+            raise _invalid(f"{where}.per_size", f"must be a JSON object {{size: rate}}, got {sizes!r}")
+        per_size = tuple((str(size), _rate(rate, f"{where}.per_size.{size}")) for size, rate in sizes.items())
+        if per_second is None and not per_size:
+            raise _invalid(where, "needs per_second, per_size or both")
+        priced.append((str(model), ModelPrice(per_second, per_size)))
+    return PriceTable(currency.strip(), tuple(priced))
 
 
 def _as_bool(value: Any, default: bool) -> bool:
@@ -179,4 +272,5 @@ def settings_from_connection(
         or _as_bool(extra.get("idempotency_keys"), False),
         verify=_verify(extra.get("verify")),
         proxy=extra.get("proxy") or None,
+        prices=_prices(extra.get("prices")),
     )

@@ -1,7 +1,7 @@
 """Shared pieces of the example pipelines: where files go, the edited-video Asset, publishing.
 
 Publishing here means: copy the edited MP4 (and its thumbnail) into a publish folder with a JSON
-manifest (source, prompt, job id, size, seconds, checksum). Swap it for an upload to your CMS,
+manifest (source, prompt, job id, size, seconds, estimated cost, checksum). Swap it for an upload to your CMS,
 bucket or CDN; the shape of the data stays the same.
 """
 
@@ -79,9 +79,18 @@ def _write_atomically(target: Any, source: Any = None, text: str | None = None) 
     tmp.rename(target)
 
 
-def publish(job: dict[str, Any], outputs: dict[str, str], *, source: str, prompt: str, folder: Any) -> str:
+def publish(
+    job: dict[str, Any],
+    outputs: dict[str, str],
+    *,
+    source: str,
+    prompt: str,
+    folder: Any,
+    estimated_cost: dict[str, Any] | None = None,
+) -> str:
     """Copy the outputs into ``folder`` (a Path or an ``ObjectStoragePath``) with ``manifest.json``;
-    return the published MP4's path."""
+    return the published MP4's path. ``estimated_cost``: the job operator's XCom of that name
+    (else the job's own key, e.g. from an Asset event's extra); None without a price table."""
     folder.mkdir(parents=True, exist_ok=True)
     published = {}
     for variant, path in sorted(outputs.items()):
@@ -96,6 +105,7 @@ def publish(job: dict[str, Any], outputs: dict[str, str], *, source: str, prompt
         "model": job.get("model"),
         "size": job.get("size"),
         "seconds": job.get("seconds"),
+        "estimated_cost": estimated_cost or job.get("estimated_cost"),
         "sha256": sha256(video),
         "bytes": video.stat().st_size,
         "files": published,

@@ -62,12 +62,15 @@ with DAG(
         batch = []
         for index, (source, job) in enumerate(zip(sources, jobs, strict=True)):
             outputs = ti.xcom_pull(task_ids="edit", key="outputs", map_indexes=index)
+            cost = ti.xcom_pull(task_ids="edit", key="estimated_cost", map_indexes=index)
             folder = PUBLISH_DIR / "daily" / str(ds) / job["id"]
             batch.append(
                 {
                     "source": source,
                     "video_id": job["id"],
-                    "video": publish(job, outputs, source=source, prompt=PROMPT, folder=folder),
+                    "video": publish(
+                        job, outputs, source=source, prompt=PROMPT, folder=folder, estimated_cost=cost
+                    ),
                 }
             )
         summary = PUBLISH_DIR / "daily" / str(ds) / "batch.json"

@@ -57,6 +57,7 @@ with DAG(
             source=params["source"],
             prompt=params["prompt"],
             folder=PUBLISH_DIR / safe_name(run_id),
+            estimated_cost=ti.xcom_pull(task_ids="edit", key="estimated_cost"),
         )
         print(f"published {path}")
         return path

@@ -28,6 +28,7 @@ with DAG(
         for event in triggering_asset_events[EDITED_VIDEO]:
             extra = event.extra
             job = {"id": extra["video_id"], "size": extra["size"], "seconds": extra["seconds"]}
+            job["estimated_cost"] = extra.get("estimated_cost")
             folder = PUBLISH_DIR / "catalogue" / safe_name(extra["video_id"])
             published.append(publish(job, extra["outputs"], source=extra["path"], prompt="", folder=folder))
         return published

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Asset, Context
 
     from airflow_video_edit.calls import Call
+    from airflow_video_edit.costs import Estimate
     from airflow_video_edit.hooks import OpenAIVideosHook
     from airflow_video_edit.models import Video
     from airflow_video_edit.operators.submit import Submitter, UnconfirmedSubmit
@@ -110,6 +111,11 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
     :param resubmit_if_gone: when the job an earlier try submitted now answers 404 (deleted,
         expired, forgotten by the backend): ``False`` (default) fails the task, naming the job and
         how to allow a new one; ``True`` submits a new, paid job, with a WARNING line.
+    :param max_cost: refuse to submit a job whose estimated cost (the connection extra ``prices``,
+        in its currency) exceeds this, or cannot be estimated (templated). Nothing is sent.
+    :param dry_run: check the input, the connection, the source, the model (in the price table,
+        when there is one) and ``max_cost``; log what would be submitted and its estimate; submit
+        nothing. Returns ``{"dry_run": True, "job_kind", "request", "estimated_cost"}``.
     :param cancel_on_kill: delete the job when the task is killed while it waits, if the job has
         finished (default ``True``). The Videos API cannot cancel a running job: it finishes, and
         is billed, and the log says so. Deferred, only "mark failed" deletes (a clear leaves the
@@ -117,7 +123,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         :mod:`airflow_video_edit.cancel`.
     """
 
-    template_fields: Sequence[str] = ("destination",)
+    template_fields: Sequence[str] = ("destination", "max_cost")
     template_fields_renderers = {"prompt": "txt"}
     # The task-state-store key under which a try leaves its job for the next one. Never rename
     # it: a try of the new code must find the job an in-flight try of the old code stored.
@@ -141,6 +147,8 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         unconfirmed_submit: UnconfirmedSubmit = "fail",
         cancel_on_kill: bool = True,
         resubmit_if_gone: bool = False,
+        max_cost: float | str | None = None,
+        dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**with_outlet(kwargs, asset))
@@ -149,6 +157,11 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
 
             self.retry_policy = video_job_retry_policy()
         self.resubmit_if_gone = bool(resubmit_if_gone)
+        if isinstance(max_cost, bool) or (isinstance(max_cost, int | float) and not max_cost >= 0):
+            raise ValueError("max_cost: must be a non-negative number")
+        self.max_cost = max_cost  # a template is checked when rendered
+        self.is_dry_run = bool(dry_run)  # (BaseOperator.dry_run is a method: rendering only)
+        self._estimate: Estimate | None = None
         if poll_interval <= 0:
             raise ValueError("poll_interval: must be positive")
         if unconfirmed_submit not in ("fail", "resubmit"):
@@ -171,12 +184,66 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
 
     # 1. -----------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
-        self.job_call()  # a bad prompt or source fails here, before any request: it costs nothing
+        call = self.job_call()  # a bad prompt or source fails here, before any request: it costs nothing
+        estimate = self.estimate_cost(context, call)
+        if self.is_dry_run:
+            return self.dry_run_result(call, estimate)
         return self.execute_resumable(context)
+
+    def estimate_cost(self, context: Context, call: Call[Video]) -> Estimate:
+        """The job's estimated cost (:mod:`airflow_video_edit.costs`), logged and in XCom
+        (``estimated_cost``) before anything is submitted."""
+        from airflow_video_edit import costs
+
+        settings = self.hook.settings
+        source = getattr(self, "video", None)  # an edit's, remix's or extension's source
+        estimate = self._estimate = costs.estimate(
+            call,
+            settings.prices,
+            default_model=settings.default_model,
+            source_argument=source,
+            read=self.hook.get_video,
+        )
+        self.log.info("estimated cost of this video %s job: %s", self.job_kind, estimate.describe())
+        if estimate.value() is not None:
+            context["ti"].xcom_push(key="estimated_cost", value=estimate.value())
+        return estimate
+
+    def dry_run_result(self, call: Call[Video], estimate: Estimate) -> dict[str, Any]:
+        """``dry_run=True``: everything checked (the input and the connection already), nothing sent."""
+        from airflow_video_edit import costs
+        from airflow_video_edit.errors import InvalidInputError
+
+        prices, job = self.hook.settings.prices, f"video {self.job_kind} job"
+        if prices is not None and prices.price(estimate.model) is None:
+            raise InvalidInputError(
+                f"dry run: model {estimate.model!r} has no price in the connection's extra 'prices' "
+                f"(priced: {', '.join(prices.model_names)})",
+                param="model",
+            )
+        costs.check_cap(estimate, self.max_cost, job)
+        request = costs.describe_request(call, self.hook.settings.default_model)
+        self.log.info(
+            "dry run: would submit a %s: %s: estimated %s; nothing was submitted",
+            job,
+            costs.request_text(request),
+            estimate.describe(),
+        )
+        return {
+            "dry_run": True,
+            "job_kind": self.job_kind,
+            "request": request,
+            "estimated_cost": estimate.value(),
+        }
 
     # 2. -----------------------------------------------------------------------------------------
     def submit_job(self, context: Context) -> str:
-        video = self.submitter(context).submit(self.job_call())
+        from airflow_video_edit.costs import check_cap
+
+        call = self.job_call()
+        estimate = self._estimate or self.estimate_cost(context, call)
+        check_cap(estimate, self.max_cost, f"video {self.job_kind} job")  # over it: nothing is sent
+        video = self.submitter(context).submit(call)
         self.log.info("submitted video %s job %s (%s)", self.job_kind, video.id, video.status)
         self._push_job(context, video)
         return video.id
@@ -219,9 +286,10 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
                 ) from None
             self.log.warning(
                 "stored video job %s no longer exists; resubmit_if_gone=True: submitting a NEW "
-                "paid video %s job",
+                "paid video %s job (estimated cost: %s)",
                 external_id,
                 self.job_kind,
+                self._estimate.describe() if self._estimate is not None else "unknown",
             )
             return GONE
 
@@ -280,10 +348,18 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
             outputs = download_variants(self.hook, video.id, self.destination, self.variants, self.log)
             context["ti"].xcom_push(key="outputs", value=outputs)
             if self.asset is not None and outputs:
-                context["outlet_events"][self.asset].extra = asset_extra(video, outputs)
+                extra = asset_extra(video, outputs, self._estimated_cost(context))
+                context["outlet_events"][self.asset].extra = extra
         self._forget_job(context)
         self._result = video.model_dump(mode="json")
         return self._result
+
+    def _estimated_cost(self, context: Context) -> dict[str, Any] | None:
+        """This try's estimate: made in this process, else (resumed after deferring) its XCom."""
+        if self._estimate is not None:
+            return self._estimate.value()
+        pull = getattr(context["ti"], "xcom_pull", None)
+        return pull(task_ids=self.task_id, key="estimated_cost") if pull is not None else None
 
     def _push_job(self, context: Context, video: Video) -> None:
         """In XCom before anything waits; remembered for ``on_kill``."""

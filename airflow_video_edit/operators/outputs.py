@@ -107,9 +107,12 @@ def download_variants(
     return outputs
 
 
-def asset_extra(video: Video, outputs: dict[str, str]) -> dict[str, Any]:
-    """The extra of the Asset event recorded for downloaded files."""
-    return {
+def asset_extra(
+    video: Video, outputs: dict[str, str], estimated_cost: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The extra of the Asset event recorded for downloaded files (with the job's
+    ``estimated_cost``, ``{"currency", "amount"}``, when there is one)."""
+    extra = {
         "video_id": video.id,
         "size": video.size,
         "seconds": video.seconds,
@@ -117,3 +120,6 @@ def asset_extra(video: Video, outputs: dict[str, str]) -> dict[str, Any]:
         "path": outputs.get("video") or next(iter(outputs.values())),
         "outputs": outputs,
     }
+    if estimated_cost is not None:
+        extra["estimated_cost"] = estimated_cost
+    return extra

@@ -12,7 +12,9 @@ without the remaining retries, for:
 - :class:`~airflow_video_edit.errors.PermanentVideoJobFailure`: a job failed for a reason that
   will repeat (moderation, content policy, ``invalid_*``), a status check was refused, or
   (:class:`~airflow_video_edit.errors.VideoJobGone`) the stored job is gone and resubmitting it
-  is not allowed.
+  is not allowed;
+- :class:`~airflow_video_edit.errors.CostLimitError`: the estimate exceeds ``max_cost``, or
+  cannot be made while ``max_cost`` is set (the same request gets the same estimate).
 
 Anything else (5xx, timeouts, transport errors, a job failed with ``internal_error``, ...) falls
 through to the task's ordinary ``retries``. To keep plain retry-count behaviour for everything,
@@ -25,6 +27,7 @@ from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
 
 from airflow_video_edit.errors import (
     AuthenticationError,
+    CostLimitError,
     InvalidRequestError,
     PermanentVideoJobFailure,
     PermissionDeniedError,
@@ -38,6 +41,7 @@ PERMANENT_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
     (InvalidRequestError, "the backend rejected the request (400/422): a retry sends the same one"),
     (VideoJobGone, "the stored job is gone and resubmitting it (a new paid job) is not allowed"),
     (PermanentVideoJobFailure, "the job failed for a reason a new job would meet again"),
+    (CostLimitError, "the job's estimated cost is over max_cost, or unknown while max_cost is set"),
 )
 
 

@@ -39,6 +39,8 @@ KEY = "sk-dags-INTEGRATION-0a1b2c3d4e"
 RUNNER = str(Path(__file__).with_name("conftest_dags.py"))
 SOURCE_CLIP = str(Path(DAGS_FOLDER) / "data" / "source_clip.mp4")
 DAG_TIMEOUT = 240
+# The price table of the plain runs' connection: every example job is estimated.
+PRICES = {"currency": "USD", "models": {"sora-2": {"per_second": 0.10}}}
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +143,12 @@ def dag_runs(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         env = base_env(migrated_home)
         env.update(
             AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT=json.dumps(
-                {"conn_type": "openai_videos", "host": server.url, "password": KEY}
+                {
+                    "conn_type": "openai_videos",
+                    "host": server.url,
+                    "password": KEY,
+                    "extra": {"prices": PRICES},
+                }
             ),
             VIDEO_EDIT_OUTPUT_DIR=str(out),
             VIDEO_EDIT_POLL_INTERVAL="0.5",
@@ -190,6 +197,10 @@ def test_video_edit_then_publish(dag_runs: DagRuns) -> None:
     assert manifest["seconds"] == edited["seconds"] == job.seconds
     assert manifest["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()
     assert manifest["bytes"] == video.stat().st_size
+    # The 4 s source clip at the connection's 0.10 USD/s for sora-2 (the edit names no model).
+    assert (
+        manifest["estimated_cost"] == run.xcom("edit", "estimated_cost") == {"currency": "USD", "amount": 0.4}
+    )
     width, height, duration = probe_mp4(video)
     assert f"{width}x{height}" == job.size
     assert duration == pytest.approx(float(job.seconds), abs=0.25)
@@ -197,6 +208,7 @@ def test_video_edit_then_publish(dag_runs: DagRuns) -> None:
 
     (extra,) = result["asset_events"]  # the edited_video Asset got its event
     assert extra["video_id"] == job.id
+    assert extra["estimated_cost"] == {"currency": "USD", "amount": 0.4}  # after the deferral, from XCom
     assert extra["size"] == job.size
     assert extra["seconds"] == job.seconds
     assert extra["path"] == str(run.out / "work" / "video_edit_then_publish" / result["run_id"] / video.name)

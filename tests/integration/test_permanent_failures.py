@@ -16,11 +16,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import structlog
 from airflow.sdk import DAG, ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.api.datamodels._generated import TaskInstanceState
 from airflow.sdk.exceptions import TaskDeferred
 from test_server_support import API_KEY
+from test_server_support import retry_decision as decision
 
 from airflow_video_edit.errors import (
     AuthenticationError,
@@ -71,23 +71,6 @@ def edit(**kwargs: Any) -> VideoEditOperator:
     kwargs.setdefault("prompt", "Add a warm sunset grade")
     kwargs.setdefault("deferrable", False)
     return VideoEditOperator(task_id="edit", conn_id=CONN_ID, poll_interval=0.05, retries=3, **kwargs)
-
-
-def decision(task: VideoJobOperator, exc: BaseException, try_number: int = 1) -> TaskInstanceState:
-    """What the task runner decides for ``exc`` on try ``try_number`` of 4 (3 retries left)."""
-    from airflow.sdk.execution_time.task_runner import _handle_current_task_failed
-
-    ti = SimpleNamespace(
-        task=task,
-        try_number=try_number,
-        _ti_context_from_server=SimpleNamespace(max_tries=4, should_retry=True),
-        end_date=None,
-        rendered_map_index=None,
-        _failure_metrics_emitted=False,
-        stats_tags={},
-    )
-    _, state = _handle_current_task_failed(ti, exc, structlog.get_logger(), None)  # type: ignore[arg-type]
-    return state
 
 
 def failure(task: VideoJobOperator, store: Store | None = None) -> BaseException:

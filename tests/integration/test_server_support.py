@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 API_KEY = "sk-test-integration"
@@ -52,3 +53,23 @@ def decode_image(data: bytes, tmp_path: Path, name: str) -> tuple[int, int]:
     with av.open(str(path)) as container:
         frame = next(container.decode(video=0))
         return frame.width, frame.height
+
+
+def retry_decision(task: Any, exc: BaseException, try_number: int = 1) -> Any:
+    """What Airflow's task runner decides for ``exc`` on try ``try_number`` of a task with tries
+    left (``max_tries`` 4): ``TaskInstanceState.FAILED`` or ``UP_FOR_RETRY``. The runner's own
+    failure handler evaluates the task's ``retry_policy`` as a worker does."""
+    import structlog
+    from airflow.sdk.execution_time.task_runner import _handle_current_task_failed
+
+    ti = SimpleNamespace(
+        task=task,
+        try_number=try_number,
+        _ti_context_from_server=SimpleNamespace(max_tries=4, should_retry=True),
+        end_date=None,
+        rendered_map_index=None,
+        _failure_metrics_emitted=False,
+        stats_tags={},
+    )
+    _, state = _handle_current_task_failed(ti, exc, structlog.get_logger(), None)  # type: ignore[arg-type]
+    return state

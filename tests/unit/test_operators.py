@@ -51,7 +51,7 @@ def operator(**kwargs: Any) -> VideoEditOperator:
 
 # --- construction -----------------------------------------------------------------------------
 def test_templated_fields() -> None:
-    assert set(VideoEditOperator.template_fields) == {"prompt", "video", "model", "destination"}
+    assert set(VideoEditOperator.template_fields) == {"prompt", "video", "model", "destination", "max_cost"}
 
 
 @pytest.mark.parametrize(("setting", "expected"), [("true", "True"), ("false", "False")])
