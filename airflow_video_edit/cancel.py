@@ -11,16 +11,20 @@ killed in the worker) does this, and nothing else:
 4. A finished job (completed or failed): one DELETE; its outcome is logged.
 5. A job whose status cannot be told: logged, nothing is deleted.
 
-Both requests go without retries or backoff and with a short timeout (:func:`quick_settings`):
-the triggerer sends its cancel again about every second, which cancels an ``on_kill`` still
-running, so a cancel has about a second in all. The steps are written once, as a generator of
-requests (:func:`cancel_steps`); :func:`cancel_blocking` and :func:`cancel_async` only send them.
+Both requests go without retries or backoff and with a short timeout (:func:`quick_settings`).
+The triggerer sends its cancel again about every second until the trigger has ended, and each
+one cancels an ``on_kill`` still running; reading the task instance's state alone can take
+longer (the triggerer's first call of its in-process Execution API took 6 s in the e2e drills).
+So the trigger's ``on_kill`` runs its work in a task of its own that those repeated cancels do
+not reach (:func:`outlast_cancels`), bounded by :data:`KILL_BUDGET`. The steps are written once,
+as a generator of requests (:func:`cancel_steps`); :func:`cancel_blocking` and
+:func:`cancel_async` only send them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +38,11 @@ if TYPE_CHECKING:
     from airflow_video_edit.settings import ClientSettings
     from airflow_video_edit.waiting import Log
 
-# Seconds for each request of a cancel (connect, then read): on_kill has about a second.
+# Seconds for each request of a cancel (connect, then read).
 CANCEL_TIMEOUT = 0.8
+# Seconds for all of a trigger's on_kill, the task state read included; below the triggerer's
+# [triggerer] on_kill_timeout (30 s by default).
+KILL_BUDGET = 15.0
 STILL_RUNNING = (
     "video job %s is still running and will finish (and be billed): the Videos API cannot cancel a "
     "running job"
@@ -117,10 +124,43 @@ async def cancel_async(hook: OpenAIVideosHook, video_id: str, last: Video | None
             reply, failure = None, exc
         except asyncio.CancelledError:
             log.warning(
-                "the cancel of video job %s was cut short (%s %s unanswered after the triggerer's "
-                "time for on_kill)",
+                "the cancel of video job %s was cut short (%s /%s unanswered)",
                 video_id,
                 call.method,
                 call.path,
             )
             raise
+
+
+# on_kill work that outlived the on_kill that started it (on Python 3.11, a second cancel ends
+# the triggerer's wait_for around on_kill): referenced here until done, or the loop may drop it.
+_outliving: set[asyncio.Future[None]] = set()
+
+
+async def outlast_cancels(work: Coroutine[Any, Any, None], video_id: str, log: Log) -> None:
+    """Run ``work`` to its end, however often the triggerer cancels the caller meanwhile, for at
+    most :data:`KILL_BUDGET` seconds (then ``work`` is cancelled, and that is logged)."""
+    task = asyncio.ensure_future(work)
+    _outliving.add(task)
+    task.add_done_callback(_outliving.discard)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + KILL_BUDGET
+    while not task.done():
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            task.cancel()
+            log.warning("gave up the cancel of video job %s after %g s", video_id, KILL_BUDGET)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), remaining)
+        except asyncio.CancelledError:
+            # The triggerer's cancel, sent again: the work goes on (bounded). Python >= 3.11
+            # counts cancellations; this one is handled, so it is uncounted.
+            current = asyncio.current_task()
+            if current is not None and hasattr(current, "uncancel"):
+                current.uncancel()
+            continue
+        except asyncio.TimeoutError:  # (on Python 3.10 not the builtin TimeoutError)
+            continue
+    if not task.cancelled():
+        task.result()

@@ -94,13 +94,20 @@ class VideoJobTrigger(BaseTrigger):
         ``on_kill`` when a trigger moves to another triggerer (apache/airflow#73454): the task is
         still ``deferred`` then, and waits for the job. "Mark success" keeps the result. A state
         that cannot be read deletes nothing. What a deletion does is
-        :func:`airflow_video_edit.cancel.cancel_steps`: one look, one DELETE, no retries.
+        :func:`airflow_video_edit.cancel.cancel_steps`: one look, one DELETE, no retries. The
+        triggerer cancels ``on_kill`` again about every second: the work runs to its end anyway,
+        within :data:`~airflow_video_edit.cancel.KILL_BUDGET` seconds.
         """
-        from airflow_video_edit.cancel import CANCEL_OFF, cancel_async
+        from airflow_video_edit.cancel import CANCEL_OFF, outlast_cancels
 
         if not self.cancel_on_kill:
             self.log.info(CANCEL_OFF, self.video_id)
             return
+        await outlast_cancels(self._on_kill(), self.video_id, self.log)
+
+    async def _on_kill(self) -> None:
+        from airflow_video_edit.cancel import cancel_async
+
         state = await self._task_instance_state()
         if state != "failed":
             self.log.info(

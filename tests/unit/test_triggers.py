@@ -685,6 +685,66 @@ async def test_on_kill_keeps_the_last_status_the_wait_saw(
     assert "_wait" not in json.dumps(trigger.serialize()[1])
 
 
+async def test_on_kill_finishes_although_the_triggerer_cancels_it_again_and_again(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The triggerer re-sends its cancel about every second until the trigger ends; a slow state
+    read (6 s on a cold triggerer in the e2e drills) must not cut the cancel short."""
+    from airflow.sdk.execution_time import task_runner
+
+    class Slow(FakeComms):
+        def send(self, msg: Any) -> Any:
+            if type(msg).__name__ == "GetTaskStates":
+                time.sleep(1.0)
+            return super().send(msg)
+
+    monkeypatch.setattr(
+        task_runner, "SUPERVISOR_COMMS", Slow({"manual__1": {"edit": "failed"}}), raising=False
+    )
+    video_id = add_job(conn, duration=0.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    trigger.task_instance = fake_ti()  # type: ignore[assignment]
+    log: list[tuple[str, str]] = []
+    record_log(monkeypatch, trigger, log)
+    kill = asyncio.ensure_future(trigger.on_kill())
+    for _ in range(8):  # a cancel every 0.2 s, as the triggerer's every second, only faster
+        await _real_sleep(0.2)
+        kill.cancel("user action")
+    await asyncio.wait_for(kill, 10)
+    assert conn.stats()["requests"]["DELETE /v1/videos/{video_id}"] == {"200": 1}
+    assert log == [("info", f"deleted finished video job {video_id} (completed)")]
+
+
+async def test_on_kill_gives_up_after_its_budget(
+    conn: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk.execution_time import task_runner
+
+    from airflow_video_edit import cancel
+
+    class Stuck(FakeComms):
+        def send(self, msg: Any) -> Any:
+            if type(msg).__name__ == "GetTaskStates":
+                time.sleep(1.0)
+            return super().send(msg)
+
+    monkeypatch.setattr(cancel, "KILL_BUDGET", 0.3)
+    monkeypatch.setattr(
+        task_runner, "SUPERVISOR_COMMS", Stuck({"manual__1": {"edit": "failed"}}), raising=False
+    )
+    video_id = add_job(conn, duration=0.0)
+    trigger = VideoJobTrigger(video_id, CONN_ID, poll_interval=1.0)
+    trigger.task_instance = fake_ti()  # type: ignore[assignment]
+    log: list[tuple[str, str]] = []
+    record_log(monkeypatch, trigger, log)
+    began = time.monotonic()
+    await trigger.on_kill()
+    assert time.monotonic() - began < 0.8
+    assert log == [("warning", f"gave up the cancel of video job {video_id} after 0.3 s")]
+    await _real_sleep(1.2)  # the state read (a thread) ends; nothing is sent after the give-up
+    assert conn.stats()["requests_total"] == 0
+
+
 @pytest.mark.parametrize(
     "state", [None, "scheduled", "queued", "up_for_retry", "restarting", "deferred", "success", "running"]
 )
