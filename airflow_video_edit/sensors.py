@@ -31,6 +31,8 @@ class VideoJobSensor(VideoTaskMixin, BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("video_id",)
+    # The job belongs to whoever submitted it: a sensor marked failed never deletes it.
+    cancel_on_kill = False
 
     def __init__(
         self,

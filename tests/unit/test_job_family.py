@@ -228,6 +228,7 @@ def test_sensor_defers_with_the_same_trigger(server: LocalVideosServer) -> None:
     assert isinstance(trigger, VideoJobTrigger)
     assert trigger.video_id == job.id
     assert trigger.poll_interval == 0.1
+    assert trigger.serialize()[1]["cancel_on_kill"] is False  # not its job: never deleted
     assert sensor.execute_complete(context, run_trigger(trigger))["status"] == "completed"
     # A job already finished: no deferral, the job at once.
     assert sensor.execute(make_context())["id"] == job.id
