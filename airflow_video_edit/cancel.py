@@ -76,6 +76,7 @@ def cancel_steps(video_id: str, last: Video | None, log: Log) -> Steps:
     assert video is not None
     if not video.is_terminal:
         log.warning(STILL_RUNNING, video_id)
+        _count_skipped()
         return
     try:
         yield calls.delete_video(video_id)
@@ -83,6 +84,13 @@ def cancel_steps(video_id: str, last: Video | None, log: Log) -> Steps:
         log.warning("could not delete finished video job %s (%s): %s", video_id, video.status, exc)
     else:
         log.info("deleted finished video job %s (%s)", video_id, video.status)
+
+
+def _count_skipped() -> None:
+    """Metric ``video_edit.cancels_skipped``: a kill that left a running (billed) job to finish."""
+    from airflow.sdk.observability.stats import incr
+
+    incr("video_edit.cancels_skipped")
 
 
 def cancel_blocking(hook: OpenAIVideosHook, video_id: str, last: Video | None, log: Log) -> None:

@@ -245,6 +245,12 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         check_cap(estimate, self.max_cost, f"video {self.job_kind} job")  # over it: nothing is sent
         video = self.submitter(context).submit(call)
         self.log.info("submitted video %s job %s (%s)", self.job_kind, video.id, video.status)
+        if estimate.amount is not None:
+            from airflow.sdk.observability.stats import incr
+
+            # Stats counts whole numbers: thousandths of the currency unit.
+            cost = round(estimate.amount * 1000)
+            incr("video_edit.estimated_cost_submitted_milli", cost, tags={"currency": estimate.currency})
         self._push_job(context, video)
         return video.id
 

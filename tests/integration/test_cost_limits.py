@@ -353,3 +353,15 @@ def test_resubmitting_a_gone_job_warns_with_the_estimate(
     (line,) = [line for line in log_lines(capsys) if "NEW paid" in line]
     assert "video_forgotten" in line
     assert "estimated cost: 0.4 USD" in line
+
+
+def test_the_estimated_cost_submitted_is_counted(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[tuple[str, Any, Any]] = []
+    monkeypatch.setattr(
+        "airflow.sdk.observability.stats.incr",
+        lambda stat, count=None, *a, tags=None, **kw: counted.append((stat, count, tags)),
+    )
+    VideoCreateOperator(task_id="create", prompt="a boat", seconds=8, **COMMON).execute(context())
+    assert ("video_edit.estimated_cost_submitted_milli", 800, {"currency": "USD"}) in counted

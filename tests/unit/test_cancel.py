@@ -78,11 +78,14 @@ def killed(op: VideoEditOperator, monkeypatch: pytest.MonkeyPatch, video_id: str
 def test_a_killed_operator_leaves_a_running_job_and_says_it_will_be_billed(
     server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    counted: list[str] = []
+    monkeypatch.setattr("airflow.sdk.observability.stats.incr", lambda stat, *a, **kw: counted.append(stat))
     video_id = add_job(server, running=True)
     log = killed(operator(), monkeypatch, video_id)
     assert requests(server, "DELETE /v1/videos/{video_id}") == {}
     assert server.store.get(video_id) is not None
     assert log.lines == [("warning", f"video job {video_id} {STILL_RUNNING}")]
+    assert counted == ["video_edit.cancels_skipped"]
 
 
 def test_a_killed_operator_deletes_a_finished_job_once(
