@@ -93,6 +93,14 @@ def _count_skipped() -> None:
     incr("video_edit.cancels_skipped")
 
 
+def _next_step(steps: Steps, reply: Any, failure: VideoAPIError | None) -> Call[Any] | None:
+    """The next request of ``steps`` given the last one's reply (or failure); ``None`` at the end."""
+    try:
+        return steps.send(reply) if failure is None else steps.throw(failure)
+    except StopIteration:
+        return None
+
+
 def cancel_blocking(hook: OpenAIVideosHook, video_id: str, last: Video | None, log: Log) -> None:
     """Run :func:`cancel_steps` in the worker, on a client of its own (``on_kill`` runs in a signal
     handler: the hook's client may be in the middle of a request)."""
@@ -102,11 +110,7 @@ def cancel_blocking(hook: OpenAIVideosHook, video_id: str, last: Video | None, l
         steps = cancel_steps(video_id, last, log)
         reply: Any = None
         failure: VideoAPIError | None = None
-        while True:
-            try:
-                call = steps.send(reply) if failure is None else steps.throw(failure)
-            except StopIteration:
-                return
+        while (call := _next_step(steps, reply, failure)) is not None:
             try:
                 reply, failure = client.request(call), None
             except VideoAPIError as exc:
@@ -121,11 +125,7 @@ async def cancel_async(hook: OpenAIVideosHook, video_id: str, last: Video | None
     steps = cancel_steps(video_id, last, log)
     reply: Any = None
     failure: VideoAPIError | None = None
-    while True:
-        try:
-            call = steps.send(reply) if failure is None else steps.throw(failure)
-        except StopIteration:
-            return
+    while (call := _next_step(steps, reply, failure)) is not None:
         try:
             reply, failure = await client.request(call), None
         except VideoAPIError as exc:

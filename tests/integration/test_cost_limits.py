@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk import Asset
 from airflow.sdk.api.datamodels._generated import TaskInstanceState
 from airflow.sdk.exceptions import TaskDeferred
-from test_server_support import API_KEY, retry_decision, wait_until
+from test_server_support import API_KEY, Store, retry_decision, wait_until
+from test_server_support import task_context as context
 
 from airflow_video_edit.errors import CostLimitError, InvalidInputError
 from airflow_video_edit.operators import (
@@ -37,25 +36,6 @@ PRICES = {
     },
 }
 COMMON = {"conn_id": CONN_ID, "poll_interval": 0.05, "deferrable": False}
-
-
-class Store(dict[str, Any]):
-    def set(self, key: str, value: Any) -> None:
-        self[key] = json.loads(json.dumps(value))
-
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
-
-
-def context(store: Store | None = None) -> dict[str, Any]:
-    ti = SimpleNamespace(pushed=[], stats_tags={}, map_index=-1)
-    ti.xcom_push = lambda key, value: ti.pushed.append((key, value))
-    ti.xcom_pull = lambda task_ids, key: next((v for k, v in reversed(ti.pushed) if k == key), None)
-    return {
-        "ti": ti,
-        "task_state_store": Store() if store is None else store,
-        "outlet_events": defaultdict(SimpleNamespace),
-    }
 
 
 def pushed(ctx: dict[str, Any], key: str) -> list[Any]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
-from test_server_support import API_KEY
+from test_server_support import API_KEY, Store
+from test_server_support import task_context as context
 
 from airflow_video_edit.operators import VideoEditOperator, VideoJobFailed
 from airflow_video_edit.server import LocalVideosServer
@@ -26,20 +25,6 @@ pytestmark = pytest.mark.integration
 
 CONN_ID = "openai_videos_default"
 SOURCE_CLIP = str(Path(__file__).resolve().parents[2] / "dags" / "data" / "source_clip.mp4")
-
-
-class Store(dict[str, Any]):
-    def set(self, key: str, value: Any) -> None:
-        self[key] = value
-
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
-
-
-def context(store: Store) -> dict[str, Any]:
-    ti = SimpleNamespace(pushed=[], stats_tags={})
-    ti.xcom_push = lambda key, value: ti.pushed.append((key, value))
-    return {"ti": ti, "task_state_store": store, "outlet_events": defaultdict(SimpleNamespace)}
 
 
 @pytest.fixture

@@ -10,17 +10,16 @@ worker does and answers FAILED or UP_FOR_RETRY for a task that has retries left.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from airflow.sdk import DAG, ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.api.datamodels._generated import TaskInstanceState
 from airflow.sdk.exceptions import TaskDeferred
-from test_server_support import API_KEY
+from test_server_support import API_KEY, Store
 from test_server_support import retry_decision as decision
+from test_server_support import task_context as context
 
 from airflow_video_edit.errors import (
     AuthenticationError,
@@ -38,24 +37,6 @@ from airflow_video_edit.server import LocalVideosServer
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 CONN_ID = "openai_videos_permanent"
 SOURCE_CLIP = str(Path(__file__).resolve().parents[2] / "dags" / "data" / "source_clip.mp4")
-
-
-class Store(dict[str, Any]):
-    def set(self, key: str, value: Any) -> None:
-        self[key] = json.loads(json.dumps(value))
-
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
-
-
-def context(store: Store | None = None) -> dict[str, Any]:
-    ti = SimpleNamespace(pushed=[], stats_tags={}, map_index=-1)
-    ti.xcom_push = lambda key, value: ti.pushed.append((key, value))
-    return {
-        "ti": ti,
-        "task_state_store": Store() if store is None else store,
-        "outlet_events": defaultdict(SimpleNamespace),
-    }
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,3 +75,26 @@ def retry_decision(task: Any, exc: BaseException, try_number: int = 1) -> Any:
     )
     _, state = _handle_current_task_failed(ti, exc, structlog.get_logger(), None)  # type: ignore[arg-type]
     return state
+
+
+class Store(dict[str, Any]):
+    """A task state store as operators see it: ``get``/``set``/``delete``, values kept as JSON."""
+
+    def set(self, key: str, value: Any) -> None:
+        self[key] = json.loads(json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        self.pop(key, None)
+
+
+def task_context(store: Store | None = None, map_index: int = -1) -> dict[str, Any]:
+    """The parts of a task's context the operators use: ti (XCom push/pull), the state store, and
+    the outlet events."""
+    ti = SimpleNamespace(pushed=[], stats_tags={}, map_index=map_index)
+    ti.xcom_push = lambda key, value: ti.pushed.append((key, value))
+    ti.xcom_pull = lambda task_ids, key: next((v for k, v in reversed(ti.pushed) if k == key), None)
+    return {
+        "ti": ti,
+        "task_state_store": Store() if store is None else store,
+        "outlet_events": defaultdict(SimpleNamespace),
+    }

@@ -10,13 +10,12 @@ changed request after a clear (submitted, not resumed), and a backend that honou
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from test_server_support import API_KEY
+from test_server_support import API_KEY, Store
+from test_server_support import task_context as context
 
 from airflow_video_edit.errors import VideoAPIError
 from airflow_video_edit.operators import VideoCreateOperator, VideoEditOperator
@@ -27,20 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::Depre
 CONN_ID = "openai_videos_spend"
 SOURCE_CLIP = str(Path(__file__).resolve().parents[2] / "dags" / "data" / "source_clip.mp4")
 TASK_TRIES = 3
-
-
-class Store(dict[str, Any]):
-    def set(self, key: str, value: Any) -> None:
-        self[key] = json.loads(json.dumps(value))  # what a real store keeps: JSON
-
-    def delete(self, key: str) -> None:
-        self.pop(key, None)
-
-
-def context(store: Store, map_index: int = -1) -> dict[str, Any]:
-    ti = SimpleNamespace(pushed=[], stats_tags={}, map_index=map_index)
-    ti.xcom_push = lambda key, value: ti.pushed.append((key, value))
-    return {"ti": ti, "task_state_store": store, "outlet_events": defaultdict(SimpleNamespace)}
 
 
 def connect(monkeypatch: pytest.MonkeyPatch, server: LocalVideosServer, **extra: Any) -> None:
