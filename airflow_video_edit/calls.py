@@ -24,6 +24,7 @@ from airflow_video_edit.errors import InvalidInputError
 from airflow_video_edit.replies import (
     parse_character,
     parse_deleted,
+    parse_list_poll,
     parse_poll,
     parse_video,
     parse_video_list,
@@ -226,6 +227,14 @@ def list_videos(
     # A cursor is the backend's own opaque text: sent back as received (httpx encodes it).
     params = _body(after=after, limit=limit, order=order)
     return Call("GET", "videos", parse_video_list, params=params)
+
+
+def status_page(after: str | None = None) -> Call[tuple[models.VideoList, float | None]]:
+    """One page of the newest jobs (100, newest first, below ``after``) with the poll-after hint:
+    the status of many waiting jobs in one request (:mod:`airflow_video_edit.watcher`)."""
+    return Call(
+        "GET", "videos", parse_list_poll, params=list_videos(after=after, limit=100, order="desc").params
+    )
 
 
 def delete_video(video_id: str) -> Call[models.DeletedVideo]:

@@ -27,6 +27,7 @@ from airflow_video_edit.errors import (
     VideoAPIError,
 )
 from airflow_video_edit.settings import ClientSettings, settings_from_connection
+from airflow_video_edit.watcher import Watch, shared_watcher
 
 T = TypeVar("T")
 # A well-formed id no backend has: what the connection test retrieves.
@@ -246,6 +247,12 @@ class OpenAIVideosHook(BaseHook):
 
     async def apoll_video(self, video_id: str) -> tuple[models.Video, float | None]:
         return await self.asend(calls.poll_video(video_id))
+
+    async def awatch_video(self, video_id: str) -> Watch:
+        """Register a wait for ``video_id`` with the connection's status watcher: its polls then
+        share list pages with the other waits of this process (:mod:`airflow_video_edit.watcher`).
+        ``close()`` the watch when the wait ends."""
+        return shared_watcher(await self.aget_client()).register(video_id)
 
     async def alist_videos(
         self, *, order: str | None = None, page_size: int | None = None

@@ -50,13 +50,21 @@ parse_deleted: Callable[[httpx.Response], models.DeletedVideo] = _model_parser(m
 parse_character: Callable[[httpx.Response], models.VideoCharacter] = _model_parser(models.VideoCharacter)
 
 
-def parse_poll(response: httpx.Response) -> tuple[models.Video, float | None]:
+def poll_after(response: httpx.Response) -> float | None:
+    """The server's ``openai-poll-after-ms`` hint, in seconds (None when absent or unreadable)."""
     hint = response.headers.get("openai-poll-after-ms")
     try:
-        poll_after = float(hint) / 1000 if hint else None
+        return float(hint) / 1000 if hint else None
     except ValueError:
-        poll_after = None
-    return parse_video(response), poll_after
+        return None
+
+
+def parse_poll(response: httpx.Response) -> tuple[models.Video, float | None]:
+    return parse_video(response), poll_after(response)
+
+
+def parse_list_poll(response: httpx.Response) -> tuple[models.VideoList, float | None]:
+    return parse_video_list(response), poll_after(response)
 
 
 def parse_retry_after(headers: httpx.Headers, now: float | None = None) -> float | None:

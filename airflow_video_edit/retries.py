@@ -116,6 +116,12 @@ def _log_retry(
     )
 
 
+def retries_quiet() -> bool:
+    """Whether :func:`quiet_retries` holds here (a wait in an outage), e.g. to carry it over to
+    requests made on its behalf in another task."""
+    return _quiet.get()
+
+
 @contextmanager
 def quiet_retries() -> Iterator[None]:
     """Within: retries of this thread's (or asyncio task's) requests are logged at DEBUG only."""

@@ -19,6 +19,8 @@ import httpx
 from airflow_video_edit.errors import InvalidInputError
 
 AuthStyle = Literal["bearer", "api-key"]
+StatusChecks = Literal["auto", "list", "per-id"]
+STATUS_CHECKS: tuple[str, ...] = ("auto", "list", "per-id")
 USER_AGENT = "airflow-video-edit"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -87,6 +89,10 @@ class ClientSettings:
     keepalive_expiry: float = 120.0
     # What jobs cost (connection extra ``prices``); not part of a pool's identity.
     prices: PriceTable | None = field(default=None, compare=False)
+    # How waiting triggers check their jobs (connection extra ``status_checks``): "auto" (list
+    # pages shared by the waits of a triggerer, per-id where the backend cannot list), "list"
+    # (list pages, no fall-back) or "per-id" (one request per job). See airflow_video_edit.watcher.
+    status_checks: StatusChecks = "auto"
 
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT}
@@ -273,4 +279,15 @@ def settings_from_connection(
         verify=_verify(extra.get("verify")),
         proxy=extra.get("proxy") or None,
         prices=_prices(extra.get("prices")),
+        status_checks=_status_checks(extra.get("status_checks")),
     )
+
+
+def _status_checks(value: Any) -> StatusChecks:
+    text = "auto" if value in (None, "") else str(value).strip().lower()
+    if text not in STATUS_CHECKS:
+        raise InvalidInputError(
+            f"connection extra 'status_checks' must be one of {', '.join(STATUS_CHECKS)}, got {value!r}",
+            param="status_checks",
+        )
+    return text  # type: ignore[return-value]

@@ -4,8 +4,9 @@ It serializes identifiers and a wall-clock deadline only (a monotonic clock woul
 serialization or a triggerer restart), never a credential. It goes through the Hook, which
 resolves the connection once, asynchronously, inside the triggerer; all triggers of one
 connection in one triggerer process share one pooled ``httpx.AsyncClient`` (see
-:func:`airflow_video_edit.clients.shared_async_client`), and transient failures are ridden out by
-the retry policy. The loop and its events are those of :mod:`airflow_video_edit.waiting`, which
+:func:`airflow_video_edit.clients.shared_async_client`) and one status watcher, which checks
+their jobs with shared list pages (:mod:`airflow_video_edit.watcher`); transient failures are
+ridden out by the retry policy. The loop and its events are those of :mod:`airflow_video_edit.waiting`, which
 the operators' non-deferrable waits use too, so both end in the same ``execute_complete``.
 """
 
@@ -21,6 +22,7 @@ from airflow_video_edit.errors import VideoAPIError
 from airflow_video_edit.hooks import OpenAIVideosHook
 from airflow_video_edit.models import Video
 from airflow_video_edit.waiting import Wait, error_event, wait_async
+from airflow_video_edit.watcher import Watch
 
 
 class VideoJobTrigger(BaseTrigger):
@@ -50,6 +52,7 @@ class VideoJobTrigger(BaseTrigger):
         self.deadline = deadline
         self.cancel_on_kill = bool(cancel_on_kill)
         self._wait: Wait | None = None  # the running wait: on_kill reads the status it last saw
+        self._watch: Watch | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -77,12 +80,19 @@ class VideoJobTrigger(BaseTrigger):
         except Exception as exc:  # an unknown connection, or one whose fields make no sense
             event = error_event(self.video_id, VideoAPIError(f"connection {self.conn_id!r}: {exc}"))
         else:
-            event = await wait_async(state, self._poll)
+            self._watch = await self.hook.awatch_video(self.video_id)
+            try:
+                event = await wait_async(state, self._poll)
+            finally:
+                self._watch.close()
         yield TriggerEvent(event)  # type: ignore[no-untyped-call]
 
     async def _poll(self) -> tuple[Video, float | None]:
-        """One status request (the job and the server's ``openai-poll-after-ms`` hint)."""
-        return await self.hook.apoll_video(self.video_id)
+        """The job's next status and the ``openai-poll-after-ms`` hint, from the connection's
+        status watcher: shared list pages where the backend lists, else a request of its own."""
+        if self._watch is None:  # not registered (outside run)
+            return await self.hook.apoll_video(self.video_id)
+        return await self._watch.status()
 
     async def on_kill(self) -> None:
         """When a user marked the task failed: delete the job if it has finished; a running job

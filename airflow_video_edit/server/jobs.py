@@ -16,6 +16,7 @@ on the same directory finds everything again.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import secrets
@@ -140,6 +141,10 @@ class _Counts:
     characters: int = 0
 
 
+def _order_key(job: Job) -> tuple[float, int, str]:
+    return (job.created_at, job.seq, job.id)
+
+
 def new_id(prefix: str) -> str:
     """An id shaped like OpenAI's (``video_`` + 32 hex digits)."""
     return f"{prefix}_{secrets.token_hex(16)}"
@@ -180,6 +185,10 @@ class JobStore:
         self._pending: dict[str, Future[Any]] = {}
         self._executor = ThreadPoolExecutor(max_workers=render_workers, thread_name_prefix="render")
         self.jobs: dict[str, Job] = {}
+        # (created_at, seq, id) of every job, kept sorted: a list page is a slice, not a sort.
+        # Each job's key as it was inserted (tests move a job's created_at back to age it).
+        self._order: list[tuple[float, int, str]] = []
+        self._keys: dict[str, tuple[float, int, str]] = {}
         self.characters: dict[str, Character] = {}
         self.counts = _Counts()
         self._seq = 0
@@ -191,6 +200,8 @@ class JobStore:
             job = Job(**json.loads(path.read_text()))
             self.jobs[job.id] = job
             self._seq = max(self._seq, job.seq)
+        self._keys = {job.id: _order_key(job) for job in self.jobs.values()}
+        self._order = sorted(self._keys.values())
         for path in sorted(self._chars_dir.glob("*.json")):
             character = Character(**json.loads(path.read_text()))
             self.characters[character.id] = character
@@ -224,6 +235,8 @@ class JobStore:
                 **extra,
             )
             self.jobs[job.id] = job
+            self._keys[job.id] = _order_key(job)
+            bisect.insort(self._order, self._keys[job.id])
             self.counts.jobs_by_kind[kind] += 1
             self._save(self._jobs_dir, job.id, job)
             return job
@@ -237,21 +250,25 @@ class JobStore:
             job = self.jobs.pop(job_id, None)
             if job is None:
                 return False
+            del self._order[bisect.bisect_left(self._order, self._keys.pop(job_id))]
             (self._jobs_dir / f"{job_id}.json").unlink(missing_ok=True)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         return True
 
     def page(self, *, after: str | None, limit: int, descending: bool) -> tuple[list[Job], bool]:
-        """One page of jobs in creation order; ``(jobs, has_more)``. ``after`` must exist."""
+        """One page of jobs in creation order; ``(jobs, has_more)``. ``after`` must exist.
+        O(log n + limit): a slice of the sorted order, whatever the number of jobs."""
         with self._lock:
-            ordered = sorted(
-                self.jobs.values(), key=lambda job: (job.created_at, job.seq), reverse=descending
-            )
-        start = 0
-        if after is not None:
-            start = next(i for i, job in enumerate(ordered) if job.id == after) + 1
-        chunk = ordered[start : start + limit]
-        return chunk, start + limit < len(ordered)
+            order, total = self._order, len(self._order)
+            if descending:
+                end = total if after is None else bisect.bisect_left(order, self._keys[after])
+                keys = order[max(0, end - limit) : end][::-1]
+                has_more = end - limit > 0
+            else:
+                start = 0 if after is None else bisect.bisect_right(order, self._keys[after])
+                keys = order[start : start + limit]
+                has_more = start + limit < total
+            return [self.jobs[key[2]] for key in keys], has_more
 
     def view(self, job: Job) -> Video:
         """The API view of a job now; starts rendering in the background once it is completed."""

@@ -1,0 +1,324 @@
+"""Coalesced status checks: the waits of one triggerer share list pages instead of a request each.
+
+One :class:`StatusWatcher` per connection (its shared async client) and event loop. A waiting
+trigger registers its job (:meth:`StatusWatcher.register`) and, each time its wait step says so,
+awaits the job's next status from the watcher (:meth:`Watch.status`). The watcher gathers the
+jobs that are due within a short window into one *round*: it reads ``GET /videos`` pages
+(``order=desc``, ``limit=100``), from the top or from just above where a job was last seen,
+until every due job is seen, the pages pass below the oldest due job, or a page budget is spent;
+the jobs not seen get a per-id ``GET /videos/{id}``. So 10,000 waiting jobs cost about 100
+requests a round instead of 10,000, and a long job that sank below thousands of newer ones costs
+no more than its own retrieve: a round never reads more pages than it has due jobs.
+
+Each trigger keeps its own wait (:class:`~airflow_video_edit.waiting.Wait`): its interval,
+deadline, the poll-after hint, its outage rule and its single event. A round's statuses are
+handed out together when the round ends, so waits of equal intervals stay in one round.
+Cancelling a wait (its trigger moved or was cancelled) drops only its own awaited status.
+
+A backend that cannot list (400/404/405/501, or objects that are not the spec's Video, or pages
+out of order) is checked per id from then on, logged once. The connection extra
+``status_checks`` chooses ``auto`` (that; and a wait with no other on its connection asks by id),
+``list`` (always list pages, no fall-back: a refused list reaches the waits as their error) or
+``per-id`` (no list at all). A list error that a retry could mend reaches the round's waits like
+a failed retrieve would: each rides it out by its outage rule.
+
+Why not Airflow's shared streams (``BaseEventTrigger.shared_stream_key``)? They broadcast one
+stream, opened from one trigger's kwargs, to every subscriber: the stream cannot know which jobs
+are waiting now or when each is due, and every subscriber would filter every status (10,000 x
+10,000 a round). A triggerer's deferral triggers also are not event triggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import weakref
+from collections.abc import Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+from airflow_video_edit import calls
+from airflow_video_edit.clients import AsyncVideosClient
+from airflow_video_edit.errors import MalformedResponseError, VideoAPIError
+from airflow_video_edit.models import Video, VideoList
+from airflow_video_edit.retries import quiet_retries, retries_quiet
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100  # the spec's largest page
+# A round reads at most ceil(due / PAGE_SIZE) + PAGE_SLACK pages, and never more than it has due
+# jobs (a page must save at least the retrieve it replaces).
+PAGE_SLACK = 5
+# A round stops reading on from where it is after this many pages in a row without a due job.
+FRUITLESS_PAGES = 2
+# Jobs due within this window share a round. Waits that got their status in one round come back
+# together, so after the first round this window only has to absorb event-loop jitter.
+GATHER_SECONDS = 0.1
+# A list failure with one of these says "this backend does not list jobs" (a gateway).
+NO_LIST_STATUSES = frozenset({400, 404, 405, 501})
+TOP = ""  # the anchor of a job seen on the first page: read from the top
+
+Result = tuple[Video, "float | None"] | BaseException
+
+
+class NotListing(MalformedResponseError):
+    """List pages that are not what the spec describes (a job without created_at, out of order)."""
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What a round learnt of a job: when it was created, and the cursor just above it."""
+
+    created_at: float | None = None
+    anchor: str | None = None  # the `after` cursor of the page it was on (TOP: the first page)
+    anchor_created_at: float = math.inf
+    unlisted: bool = False  # passed over by the pages without being on them: per id from now on
+    watches: int = 0
+
+
+class Watch:
+    """One trigger's registration: await :meth:`status` per poll, :meth:`close` when done."""
+
+    __slots__ = ("_closed", "_watcher", "video_id")
+
+    def __init__(self, watcher: StatusWatcher, video_id: str) -> None:
+        self._watcher, self.video_id, self._closed = watcher, video_id, False
+
+    async def status(self) -> tuple[Video, float | None]:
+        """The job and the poll-after hint, from the next round (or a retrieve of its own)."""
+        return await self._watcher.status(self.video_id)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._watcher.unregister(self.video_id)
+
+
+class StatusWatcher:
+    """The status checks of every wait on one connection and one event loop (see the module)."""
+
+    def __init__(self, client: AsyncVideosClient) -> None:
+        self.client = client
+        self.mode = client.settings.status_checks
+        self.per_id = self.mode == "per-id"
+        self._seen: dict[str, _Seen] = {}
+        self._due: dict[str, list[tuple[asyncio.Future[tuple[Video, float | None]], bool]]] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self._hint: float | None = None  # the last poll-after hint a retrieve carried
+        self.rounds = self.pages = self.retrieves = 0  # counters, for tests and benchmarks
+
+    # -- registration ---------------------------------------------------------------------------
+    def register(self, video_id: str) -> Watch:
+        self._seen.setdefault(video_id, _Seen()).watches += 1
+        return Watch(self, video_id)
+
+    def unregister(self, video_id: str) -> None:
+        seen = self._seen.get(video_id)
+        if seen is not None:
+            seen.watches -= 1
+            if seen.watches <= 0:
+                del self._seen[video_id]
+
+    async def status(self, video_id: str) -> tuple[Video, float | None]:
+        if self.per_id or (len(self._seen) <= 1 and self.mode == "auto"):  # nothing to share with
+            return await self._retrieve(video_id)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Video, float | None]] = loop.create_future()
+        entry = (future, retries_quiet())
+        self._due.setdefault(video_id, []).append(entry)
+        if self._runner is None:
+            # In a context of its own: it serves many waits, none of whose context it should carry.
+            self._runner = contextvars.Context().run(loop.create_task, self._run_rounds())
+        try:
+            return await future
+        finally:
+            waiting = self._due.get(video_id)
+            if waiting is not None and entry in waiting:  # cancelled before its round began
+                waiting.remove(entry)
+                if not waiting:
+                    del self._due[video_id]
+
+    # -- rounds ---------------------------------------------------------------------------------
+    async def _run_rounds(self) -> None:
+        try:
+            while self._due:
+                await asyncio.sleep(GATHER_SECONDS)
+                batch, self._due = self._due, {}
+                quiet = all(q for entries in batch.values() for _, q in entries)
+                try:
+                    with quiet_retries() if quiet else nullcontext():
+                        results = await self._round(list(batch))
+                except asyncio.CancelledError:  # the event loop is shutting down
+                    _deliver(batch, {})
+                    raise
+                except Exception as exc:  # a bug must not leave a wait hanging
+                    results = dict.fromkeys(batch, exc)
+                _deliver(batch, results)
+        finally:
+            self._runner = None
+
+    async def _round(self, due: list[str]) -> dict[str, Result]:
+        self.rounds += 1
+        listed = [v for v in due if not (v in self._seen and self._seen[v].unlisted)]
+        if self.per_id or (len(listed) < 2 and self.mode == "auto"):
+            return await self._each(due)
+        try:
+            found, hint = await self._list(listed)
+        except VideoAPIError as exc:
+            if self.mode == "auto" and _cannot_list(exc):
+                self._fall_back(exc)
+                return await self._each(due)
+            return dict.fromkeys(due, exc)
+        hint = hint if hint is not None else self._hint
+        results: dict[str, Result] = {v: (video, hint) for v, video in found.items()}
+        results.update(await self._each(v for v in due if v not in found))
+        return results
+
+    async def _list(self, due: list[str]) -> tuple[dict[str, Video], float | None]:
+        """Read pages until every due job is seen, the pages pass below them all, or the budget."""
+        wanted = set(due)
+        found: dict[str, Video] = {}
+        budget = min(len(wanted), -(-len(wanted) // PAGE_SIZE) + PAGE_SLACK)
+        place: tuple[str, float] | None = None  # the lowest job read so far (id, created_at)
+        top_read = False
+        hint: float | None = None
+        fruitless = 0  # pages in a row that had none of the due jobs
+        while wanted and budget > 0:
+            cursor, above = self._next_page(wanted, place, top_read)
+            if fruitless >= FRUITLESS_PAGES and place is not None and cursor == place[0]:
+                break  # the rest lie deeper than is worth reading to: a retrieve each
+            top_read = top_read or cursor is None
+            try:
+                page, page_hint = await self.client.request(calls.status_page(cursor))
+            except VideoAPIError as exc:
+                if cursor is None or not _cannot_list(exc):
+                    raise
+                self._forget_anchors()  # a cursor the backend no longer knows (a deleted job)
+                break
+            budget -= 1
+            self.pages += 1
+            hint = page_hint if page_hint is not None else hint
+            last = _check_page(page, above)
+            fruitless += 1
+            for video in page.data:
+                if video.id in wanted:
+                    fruitless = 0
+                    wanted.discard(video.id)
+                    found[video.id] = video
+                    seen = self._seen.get(video.id)
+                    if seen is not None:
+                        seen.created_at, seen.anchor, seen.anchor_created_at = (
+                            video.created_at,
+                            cursor or TOP,
+                            above,
+                        )
+            if last is None or not page.has_more:
+                break
+            here = float(last.created_at or 0)
+            place = (page.last_id or last.id, here)
+            for video_id in [v for v in wanted if self._passed(v, here)]:
+                wanted.discard(video_id)  # its place is behind us and it was not there
+                self._seen[video_id].unlisted = True
+        return found, hint
+
+    def _next_page(
+        self, wanted: set[str], place: tuple[str, float] | None, top_read: bool
+    ) -> tuple[str | None, float]:
+        """The next page's cursor (None: the top) and the created_at it starts below: the top while
+        jobs of unknown age are due; else just above the newest due job where that lies below
+        the place read so far; else on from that place."""
+        if not top_read and any(self._created(v) is None for v in wanted):
+            return None, math.inf
+        newest = max(wanted, key=lambda v: self._created(v) or 0.0)
+        seen = self._seen.get(newest)
+        if seen is not None and seen.anchor is not None:
+            if seen.anchor == TOP:
+                if not top_read:
+                    return None, math.inf
+            elif place is None or seen.anchor_created_at < place[1]:
+                return seen.anchor, seen.anchor_created_at
+        if place is None:
+            return None, math.inf
+        return place
+
+    def _created(self, video_id: str) -> float | None:
+        seen = self._seen.get(video_id)
+        return seen.created_at if seen is not None else None
+
+    def _passed(self, video_id: str, here: float) -> bool:
+        created = self._created(video_id)
+        return created is not None and created > here
+
+    def _forget_anchors(self) -> None:
+        for seen in self._seen.values():
+            seen.anchor, seen.anchor_created_at = None, math.inf
+
+    async def _each(self, video_ids: Iterable[str]) -> dict[str, Result]:
+        ids = list(video_ids)
+        results = await asyncio.gather(*(self._retrieve(v) for v in ids), return_exceptions=True)
+        return dict(zip(ids, results, strict=True))
+
+    async def _retrieve(self, video_id: str) -> tuple[Video, float | None]:
+        self.retrieves += 1
+        video, hint = await self.client.request(calls.poll_video(video_id))
+        self._hint = hint if hint is not None else self._hint
+        seen = self._seen.get(video_id)
+        if seen is not None and seen.created_at is None:
+            seen.created_at = video.created_at
+        return video, hint
+
+    def _fall_back(self, exc: VideoAPIError) -> None:
+        self.per_id = True
+        log.warning(
+            "%s does not list video jobs as the spec says (%s): its waiting jobs are checked one "
+            "by one from now on (connection extra status_checks: per-id says so up front)",
+            self.client.settings.base_url,
+            exc,
+        )
+
+
+def _deliver(
+    batch: dict[str, list[tuple[asyncio.Future[tuple[Video, float | None]], bool]]],
+    results: dict[str, Result],
+) -> None:
+    """Hand each wait its status (or its error); a wait without a result is cancelled."""
+    for video_id, entries in batch.items():
+        result = results.get(video_id)
+        for future, _ in entries:
+            if future.done():  # its wait was cancelled meanwhile
+                continue
+            if result is None:
+                future.cancel()
+            elif isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+
+def _cannot_list(exc: VideoAPIError) -> bool:
+    return isinstance(exc, MalformedResponseError) or exc.status_code in NO_LIST_STATUSES
+
+
+def _check_page(page: VideoList, above: float) -> Video | None:
+    """The page's last job; raises :class:`NotListing` unless it is newest first with dates."""
+    previous = above
+    for video in page.data:
+        if video.created_at is None or video.created_at > previous:
+            raise NotListing(
+                f"GET /videos gave {video.id!r} (created_at {video.created_at}) out of newest-first order"
+            )
+        previous = video.created_at
+    return page.data[-1] if page.data else None
+
+
+_watchers: weakref.WeakKeyDictionary[AsyncVideosClient, StatusWatcher] = weakref.WeakKeyDictionary()
+
+
+def shared_watcher(client: AsyncVideosClient) -> StatusWatcher:
+    """The one watcher of ``client`` (itself one per connection settings and event loop)."""
+    watcher = _watchers.get(client)
+    if watcher is None:
+        watcher = _watchers[client] = StatusWatcher(client)
+    return watcher
