@@ -106,7 +106,9 @@ def test_per_id_mode_sends_no_list(server: LocalVideosServer, monkeypatch: pytes
     assert requests(server, RETRIEVE) >= 20  # every job at least twice: running, then done
 
 
-def test_cancelling_one_wait_leaves_the_others(server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cancelling_one_wait_leaves_the_others(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use(monkeypatch, server)
     ids = add_jobs(server, 8, duration=1.0)
     triggers = triggers_for(ids)
@@ -139,7 +141,8 @@ def test_a_backend_without_list_falls_back_to_per_id_once(
         assert requests(server, LIST) == 1  # asked once, never again
         assert requests(server, RETRIEVE) >= 24
     lines = [r for r in caplog.records if r.name == "airflow_video_edit.watcher"]
-    assert len(lines) == 1 and "checked one by one" in lines[0].getMessage()
+    assert len(lines) == 1
+    assert "checked one by one" in lines[0].getMessage()
     assert KEY not in caplog.text
 
 
@@ -160,7 +163,9 @@ def test_forced_list_mode_reports_a_refused_list(monkeypatch: pytest.MonkeyPatch
     assert [(e["event"], e["http_status"]) for e in events] == [("error", 405)] * 3
 
 
-def test_an_outage_while_listing_is_ridden_out(server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_outage_while_listing_is_ridden_out(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use(monkeypatch, server, max_retries=0)
     ids = add_jobs(server, 6, duration=0.5)
     server.set_faults(["GET /v1/videos status=503;times=3"])  # three failed rounds, then the list works
@@ -170,7 +175,9 @@ def test_an_outage_while_listing_is_ridden_out(server: LocalVideosServer, monkey
     assert requests(server, RETRIEVE) < 4  # a transient failure is not "cannot list"
 
 
-def test_mixed_intervals_keep_their_own_pace(server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mixed_intervals_keep_their_own_pace(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use(monkeypatch, server)
     ids = add_jobs(server, 12, duration=1.6)
     fast = triggers_for(ids[:6], interval=0.2, cls=CountingTrigger)
@@ -221,7 +228,9 @@ def test_a_job_gone_from_the_list_is_retrieved_and_its_wait_ends(
     assert requests(server, RETRIEVE) >= 1  # missing from the pages: asked by id
 
 
-def test_a_lone_wait_uses_its_own_retrieve(server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lone_wait_uses_its_own_retrieve(
+    server: LocalVideosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use(monkeypatch, server)
     ids = add_jobs(server, 1, duration=0.5)
     events = asyncio.run(run_all(triggers_for(ids)))
