@@ -177,23 +177,34 @@ class StatusWatcher:
         return results
 
     async def _list(self, due: list[str]) -> tuple[dict[str, Video], float | None]:
-        """Read pages until every due job is seen, the pages pass below them all, or the budget."""
+        """Read pages until every due job is seen or no page is worth reading, within the budget.
+
+        Pages are read from the cursor just above where a due job was last seen (its anchor; the
+        top for a job never seen), and on from there while they hold due jobs. Created-at times
+        tie (whole seconds; a mapped task's jobs share one), so anchors, not times, say where to
+        read; a time only proves a job absent once the pages passed strictly below it.
+        """
         wanted = set(due)
         found: dict[str, Video] = {}
         budget = min(len(wanted), -(-len(wanted) // PAGE_SIZE) + PAGE_SLACK)
-        place: tuple[str, float] | None = None  # the lowest job read so far (id, created_at)
-        top_read = False
+        read: set[str] = set()  # cursors read this round (TOP: the first page)
+        place: tuple[str, float] | None = None  # where reading on would continue
+        fruitless = 0  # pages in a row, reading on, without a due job
         hint: float | None = None
-        fruitless = 0  # pages in a row that had none of the due jobs
         while wanted and budget > 0:
-            cursor, above = self._next_page(wanted, place, top_read)
-            if fruitless >= FRUITLESS_PAGES and place is not None and cursor == place[0]:
-                break  # the rest lie deeper than is worth reading to: a retrieve each
-            top_read = top_read or cursor is None
+            if place is not None and place[0] not in read and fruitless < FRUITLESS_PAGES:
+                cursor, above = place
+            else:
+                fruitless = 0
+                jump = self._anchor(wanted, read)
+                if jump is None:
+                    break  # every place a due job was seen has been read: the rest by id
+                cursor, above = jump
+            read.add(cursor)
             try:
-                page, page_hint = await self.client.request(calls.status_page(cursor))
+                page, page_hint = await self.client.request(calls.status_page(cursor or None))
             except VideoAPIError as exc:
-                if cursor is None or not _cannot_list(exc):
+                if cursor == TOP or not _cannot_list(exc):
                     raise
                 self._forget_anchors()  # a cursor the backend no longer knows (a deleted job)
                 break
@@ -209,39 +220,29 @@ class StatusWatcher:
                     found[video.id] = video
                     seen = self._seen.get(video.id)
                     if seen is not None:
-                        seen.created_at, seen.anchor, seen.anchor_created_at = (
-                            video.created_at,
-                            cursor or TOP,
-                            above,
-                        )
-            if last is None or not page.has_more:
-                break
-            here = float(last.created_at or 0)
-            place = (page.last_id or last.id, here)
-            for video_id in [v for v in wanted if self._passed(v, here)]:
-                wanted.discard(video_id)  # its place is behind us and it was not there
-                self._seen[video_id].unlisted = True
+                        seen.created_at, seen.anchor, seen.anchor_created_at = video.created_at, cursor, above
+            place = None
+            if last is not None and page.has_more:
+                here = float(last.created_at or 0)
+                place = (page.last_id or last.id, here)
+                for video_id in [v for v in wanted if self._passed(v, here)]:
+                    wanted.discard(video_id)  # its place is behind us and it was not there
+                    self._seen[video_id].unlisted = True
         return found, hint
 
-    def _next_page(
-        self, wanted: set[str], place: tuple[str, float] | None, top_read: bool
-    ) -> tuple[str | None, float]:
-        """The next page's cursor (None: the top) and the created_at it starts below: the top while
-        jobs of unknown age are due; else just above the newest due job where that lies below
-        the place read so far; else on from that place."""
-        if not top_read and any(self._created(v) is None for v in wanted):
-            return None, math.inf
-        newest = max(wanted, key=lambda v: self._created(v) or 0.0)
-        seen = self._seen.get(newest)
-        if seen is not None and seen.anchor is not None:
-            if seen.anchor == TOP:
-                if not top_read:
-                    return None, math.inf
-            elif place is None or seen.anchor_created_at < place[1]:
-                return seen.anchor, seen.anchor_created_at
-        if place is None:
-            return None, math.inf
-        return place
+    def _anchor(self, wanted: set[str], read: set[str]) -> tuple[str, float] | None:
+        """A place not read yet where a due job was last seen (the top for one never seen)."""
+        best: tuple[str, float] | None = None
+        for video_id in wanted:
+            seen = self._seen.get(video_id) or _Seen()
+            place = (seen.anchor or TOP, seen.anchor_created_at if seen.anchor else math.inf)
+            if place[0] in read:
+                continue
+            if place[0] == TOP:
+                return place
+            if best is None or place[1] > best[1]:
+                best = place
+        return best
 
     def _created(self, video_id: str) -> float | None:
         seen = self._seen.get(video_id)

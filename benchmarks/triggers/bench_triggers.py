@@ -47,6 +47,7 @@ from typing import Any
 API_KEY = "sk-bench"
 CONN_ENV = "AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT"
 POLL_ROUTE = "GET /v1/videos/{video_id}"
+LIST_ROUTE = "GET /v1/videos"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -110,7 +111,8 @@ def percentile(values: list[float], q: float) -> float:
 
 class Counters:
     connects = 0
-    client_polls = 0
+    client_polls = 0  # client requests: retrieves and (coalesced) list pages
+    statuses = 0  # job statuses the triggers' waits received
 
 
 def count_connections() -> None:
@@ -127,8 +129,9 @@ def count_connections() -> None:
 
 
 def count_polls() -> None:
-    """Client-side poll count (a cross-check of the server's count)."""
+    """Client-side request count (a cross-check of the server's count) and statuses received."""
     from airflow_video_edit.clients import AsyncVideosClient
+    from airflow_video_edit.triggers import VideoJobTrigger
 
     original = AsyncVideosClient.request
 
@@ -137,6 +140,14 @@ def count_polls() -> None:
         return await original(self, call)
 
     AsyncVideosClient.request = request  # type: ignore[method-assign]
+    poll = VideoJobTrigger._poll
+
+    async def counted_poll(self: Any) -> Any:
+        result = await poll(self)
+        Counters.statuses += 1
+        return result
+
+    VideoJobTrigger._poll = counted_poll  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -188,7 +199,7 @@ async def run_triggers(
 
     async def sampler() -> None:
         while not stop.is_set():
-            plateau = Counters.client_polls >= n and done == 0
+            plateau = Counters.statuses >= n and done == 0
             rss_samples.append((time.time(), rss_kib(), plateau))
             await asyncio.sleep(0.25)
 
@@ -205,7 +216,7 @@ async def run_triggers(
     gc.collect()
     rss_before = rss_kib()
     server.reset_stats()
-    Counters.connects = Counters.client_polls = 0
+    Counters.connects = Counters.client_polls = Counters.statuses = 0
     server_cpu0 = sum(server_proc.cpu_times()[:2])
     cpu0 = cpu_seconds()
     t0 = time.time()
@@ -254,6 +265,9 @@ async def run_triggers(
         spy.send_signal(2)  # SIGINT: py-spy writes the profile and exits
         await asyncio.to_thread(spy.wait, 30)
 
+    lists = stats["requests"].get(LIST_ROUTE, {})
+    requests_total = sum(lists.values()) + sum(stats["requests"].get(POLL_ROUTE, {}).values())
+    waited = [min(wall, jobs[i][1] + args.job_seconds - t0) for i in range(n)]  # seconds waiting
     polls = stats["requests"].get(POLL_ROUTE, {})
     polls_ok = polls.get("200", 0)
     polls_total = sum(polls.values())
@@ -269,6 +283,8 @@ async def run_triggers(
     rss_plateau = max(plateau) if plateau else None
     return {
         "mode": "naive" if args.naive else "pooled",
+        "status_checks": args.status_checks,
+        "backend_lists": not args.no_list,
         "n": n,
         "poll_interval": args.poll_interval,
         "job_seconds": args.job_seconds,
@@ -294,6 +310,14 @@ async def run_triggers(
         "polls_by_status": polls,
         "client_polls": Counters.client_polls,
         "polls_per_s": round(polls_total / wall, 1),
+        "list_pages": sum(lists.values()),
+        "list_pages_by_status": lists,
+        "requests": requests_total,
+        "requests_per_s": round(requests_total / wall, 1),
+        # requests per second per 100 jobs waiting, averaged over the waits (job-seconds)
+        "requests_per_s_per_100_waiting": round(requests_total / sum(waited) * 100, 3),
+        "statuses": Counters.statuses,
+        "cpu_ms_per_status": round(cpu * 1000 / Counters.statuses, 4) if Counters.statuses else None,
         "cpu_s": round(cpu, 2),
         "cpu_ms_per_poll": round(cpu * 1000 / polls_total, 3) if polls_total else None,
         "cpu_util": round(cpu / wall, 3),
@@ -325,6 +349,15 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, help="override the settings' max_connections")
     parser.add_argument("--py-spy", help="record a py-spy profile (raw) of the trigger phase here")
     parser.add_argument(
+        "--status-checks",
+        default="auto",
+        help="the connection extra status_checks: auto (coalesced list pages), list, per-id; "
+        "several, comma-separated, run one after the other in this run (e.g. auto,per-id)",
+    )
+    parser.add_argument(
+        "--no-list", action="store_true", help="a backend without list: GET /v1/videos answers 405"
+    )
+    parser.add_argument(
         "--start-delay",
         type=float,
         default=0.0,
@@ -353,21 +386,39 @@ def main() -> None:
         )
     import airflow_video_edit.triggers  # noqa: F401 - import cost outside the measurement
 
+    results = []
+    for mode in args.status_checks.split(","):
+        args.status_checks = mode
+        results.append(run_mode(args, LocalVideosServer, KEEP_ALIVE_SECONDS))
+    text = json.dumps(results[0] if len(results) == 1 else results, indent=2)
+    print(text)
+    if args.json_out:
+        Path(args.json_out).write_text(text + "\n")
+
+
+def run_mode(args: argparse.Namespace, server_class: Any, keep_alive: float) -> dict[str, Any]:
+    """One measured run with the connection's ``status_checks`` = ``args.status_checks``."""
     data_dir = Path(tempfile.mkdtemp(prefix="bench-triggers-"))
     start_at = time.time() + (args.start_delay or 10.0 + 2 * args.n / 1000)
     jobs = write_jobs(data_dir, args.n, start_at, args.job_seconds)
-    server = LocalVideosServer(
+    server = server_class(
         data_dir=data_dir,
         api_key=API_KEY,
         job_seconds=args.job_seconds,
         poll_after_ms=args.poll_after_ms,
         subprocess=True,
         access_log=False,
+        faults=["GET /v1/videos status=405"] if args.no_list else None,
     )
     server.start()  # keeps idle connections 130 s, longer than any poll interval here
     try:
         os.environ[CONN_ENV] = json.dumps(
-            {"conn_type": "openai_videos", "host": server.url, "password": API_KEY}
+            {
+                "conn_type": "openai_videos",
+                "host": server.url,
+                "password": API_KEY,
+                "extra": {"status_checks": args.status_checks},
+            }
         )
         loaded = server.stats()["jobs_stored"]
         if loaded != args.n:
@@ -381,15 +432,12 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-    result["server_keep_alive_s"] = KEEP_ALIVE_SECONDS
+    result["server_keep_alive_s"] = keep_alive
     result["pool_size"] = args.pool_size
     result["shard_size"] = args.shard_size
     result["loadavg_before"] = load_before
     result["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json_out:
-        Path(args.json_out).write_text(text + "\n")
+    return result
 
 
 if __name__ == "__main__":
