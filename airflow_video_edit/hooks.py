@@ -9,6 +9,7 @@ errors and retries are handled.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from functools import cached_property
 from typing import Any, TypeVar
@@ -30,6 +31,10 @@ from airflow_video_edit.settings import ClientSettings, settings_from_connection
 from airflow_video_edit.watcher import Watch, shared_watcher
 
 T = TypeVar("T")
+# The connection lookups in flight, per event loop and connection id (see aget_settings).
+_lookups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[ClientSettings]]] = (
+    weakref.WeakKeyDictionary()
+)
 # A well-formed id no backend has: what the connection test retrieves.
 CONNECTION_TEST_ID = "video_airflow_connection_test_0000000000"
 
@@ -95,16 +100,28 @@ class OpenAIVideosHook(BaseHook):
     async def aget_settings(self) -> ClientSettings:
         """Settings resolved without blocking the event loop (Airflow's async connection API).
 
-        Looked up once per hook: a trigger polling for hours asks for its connection once."""
+        Looked up once per hook: a trigger polling for hours asks for its connection once. Hooks
+        of one connection asking at the same moment (a triggerer taking over thousands of
+        triggers) share one lookup; a later hook looks up again, so a changed key is seen."""
         if self._async_settings is None:
-            conn = await get_async_connection(self.openai_videos_conn_id, hook=self)
-            if conn.password:
-                await amask_secret(conn.password)
-            extra = await get_async_extra_dejson(conn)
-            self._async_settings = settings_from_connection(
-                host=conn.host, port=conn.port, schema=conn.schema, password=conn.password, extra=extra
-            )
+            conn_id = self.openai_videos_conn_id
+            lookups = _lookups.setdefault(asyncio.get_running_loop(), {})
+            lookup = lookups.get(conn_id)
+            if lookup is None:
+                lookup = lookups[conn_id] = asyncio.ensure_future(self._alookup_settings())
+                lookup.add_done_callback(lambda _: lookups.pop(conn_id, None))
+            # Shielded: a hook cancelled while waiting does not cancel the others' lookup.
+            self._async_settings = await asyncio.shield(lookup)
         return self._async_settings
+
+    async def _alookup_settings(self) -> ClientSettings:
+        conn = await get_async_connection(self.openai_videos_conn_id, hook=self)
+        if conn.password:
+            await amask_secret(conn.password)
+        extra = await get_async_extra_dejson(conn)
+        return settings_from_connection(
+            host=conn.host, port=conn.port, schema=conn.schema, password=conn.password, extra=extra
+        )
 
     @cached_property
     def client(self) -> VideosClient:

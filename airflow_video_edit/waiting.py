@@ -195,9 +195,14 @@ class Wait:
 
 
 def wait_blocking(state: Wait, poll: Callable[[], Poll], *, first: Poll | None = None) -> dict[str, Any]:
-    """The blocking wait (a worker): poll and step until an event. ``first``: a poll already made."""
+    """The blocking wait (a worker): poll and step until an event. ``first``: a poll already made.
+
+    Both loops keep their pace from the start of each check: a status check that took a while
+    (a slow reply, a shared round) shortens the sleep after it, so a job is checked once per
+    interval, not once per interval plus the time its checks take."""
     result = first
     while True:
+        started = time.monotonic()
         try:
             if result is None:
                 with state.checking():
@@ -208,13 +213,14 @@ def wait_blocking(state: Wait, poll: Callable[[], Poll], *, first: Poll | None =
             event, sleep = state.step(*result)
         if event is not None:
             return event
-        time.sleep(sleep)
+        time.sleep(max(0.0, sleep - (time.monotonic() - started)))
         result = None
 
 
 async def wait_async(state: Wait, poll: Callable[[], Awaitable[Poll]]) -> dict[str, Any]:
     """The async wait (the triggerer): the same loop, sleeping without blocking the event loop."""
     while True:
+        started = time.monotonic()
         try:
             with state.checking():
                 result = await poll()
@@ -224,4 +230,4 @@ async def wait_async(state: Wait, poll: Callable[[], Awaitable[Poll]]) -> dict[s
             event, sleep = state.step(*result)
         if event is not None:
             return event
-        await asyncio.sleep(sleep)
+        await asyncio.sleep(max(0.0, sleep - (time.monotonic() - started)))
