@@ -190,6 +190,8 @@ class StatusWatcher:
         read: set[str] = set()  # cursors read this round (TOP: the first page)
         place: tuple[str, float] | None = None  # where reading on would continue
         fruitless = 0  # pages in a row, reading on, without a due job
+        # The due jobs of known age, oldest first: the newest are popped once the pages pass them.
+        by_age = sorted((c, v) for v in wanted if (c := self._created(v)) is not None)
         hint: float | None = None
         while wanted and budget > 0:
             if place is not None and place[0] not in read and fruitless < FRUITLESS_PAGES:
@@ -225,9 +227,11 @@ class StatusWatcher:
             if last is not None and page.has_more:
                 here = float(last.created_at or 0)
                 place = (page.last_id or last.id, here)
-                for video_id in [v for v in wanted if self._passed(v, here)]:
-                    wanted.discard(video_id)  # its place is behind us and it was not there
-                    self._seen[video_id].unlisted = True
+                while by_age and by_age[-1][0] > here:  # its place is behind us, it was not there
+                    video_id = by_age.pop()[1]
+                    if video_id in wanted:
+                        wanted.discard(video_id)
+                        self._seen[video_id].unlisted = True
         return found, hint
 
     def _anchor(self, wanted: set[str], read: set[str]) -> tuple[str, float] | None:
@@ -247,10 +251,6 @@ class StatusWatcher:
     def _created(self, video_id: str) -> float | None:
         seen = self._seen.get(video_id)
         return seen.created_at if seen is not None else None
-
-    def _passed(self, video_id: str, here: float) -> bool:
-        created = self._created(video_id)
-        return created is not None and created > here
 
     def _forget_anchors(self) -> None:
         for seen in self._seen.values():
