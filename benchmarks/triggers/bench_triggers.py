@@ -186,6 +186,7 @@ async def run_triggers(
     n = len(jobs)
     lags: list[float] = []
     rss_samples: list[tuple[float, int, bool]] = []  # (t, rss, plateau: all waiting)
+    cpu_samples: list[tuple[float, float, int]] = []  # (t, cpu, statuses) while all wait
     event_at: list[float | None] = [None] * n
     payloads: list[dict[str, Any] | None] = [None] * n
     done = 0
@@ -201,6 +202,8 @@ async def run_triggers(
         while not stop.is_set():
             plateau = Counters.statuses >= n and done == 0
             rss_samples.append((time.time(), rss_kib(), plateau))
+            if plateau:
+                cpu_samples.append((time.time(), cpu_seconds(), Counters.statuses))
             await asyncio.sleep(0.25)
 
     async def run_one(i: int, trigger: Any) -> None:
@@ -319,6 +322,18 @@ async def run_triggers(
         "statuses": Counters.statuses,
         "cpu_ms_per_status": round(cpu * 1000 / Counters.statuses, 4) if Counters.statuses else None,
         "cpu_s": round(cpu, 2),
+        # The same while every job waits (all started, none finished): the steady state.
+        "waiting_cpu_util": round(
+            (cpu_samples[-1][1] - cpu_samples[0][1]) / (cpu_samples[-1][0] - cpu_samples[0][0]), 3
+        )
+        if len(cpu_samples) > 1
+        else None,
+        "waiting_cpu_ms_per_status": round(
+            (cpu_samples[-1][1] - cpu_samples[0][1]) * 1000 / (cpu_samples[-1][2] - cpu_samples[0][2]), 4
+        )
+        if len(cpu_samples) > 1 and cpu_samples[-1][2] > cpu_samples[0][2]
+        else None,
+        "waiting_seconds_sampled": round(cpu_samples[-1][0] - cpu_samples[0][0], 1) if cpu_samples else 0,
         "cpu_ms_per_poll": round(cpu * 1000 / polls_total, 3) if polls_total else None,
         "cpu_util": round(cpu / wall, 3),
         "server_cpu_s": round(server_cpu, 2),
