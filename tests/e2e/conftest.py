@@ -614,9 +614,17 @@ def e2e_output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def airflow_extra_env(e2e_video_server: tuple[Any, str], e2e_output_dir: Path) -> dict[str, str]:
     """The connection to the local server and where the example DAGs write, for every process."""
     server, api_key = e2e_video_server
-    connection = {"conn_type": "openai_videos", "host": server.url, "password": api_key}
+    connection = {
+        "conn_type": "openai_videos",
+        "host": server.url,
+        "password": api_key,
+        # The "Video job" link of the tasks: the local server's own job pages.
+        "extra": {"job_url_template": server.job_url_template},
+    }
     return {
         "AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT": json.dumps(connection),
+        # The UI's Test button (tests/e2e/test_browser.py).
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "VIDEO_EDIT_OUTPUT_DIR": str(e2e_output_dir),
         "VIDEO_EDIT_POLL_INTERVAL": "2",
     }
