@@ -61,6 +61,7 @@ class VideoTaskMixin:
     operator_extra_links: Collection[BaseOperatorLink] = (VideoJobLink(),)
     conn_id: str
     _linked_id: str | None = None
+    _outputs: dict[str, str] | None = None
     # Whether on_kill (the worker's or the trigger's) deletes a finished job: airflow_video_edit.cancel.
     cancel_on_kill: bool = True
     defer: Callable[..., NoReturn]  # BaseOperator's, further along the MRO
@@ -81,6 +82,17 @@ class VideoTaskMixin:
             url = link_for(self)
             if url:
                 ti.xcom_push(key=VideoJobLink().xcom_key, value=url)
+
+    # OpenLineage (called by its listener, when the provider is installed): airflow_video_edit.lineage.
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_video_edit.lineage import operator_lineage
+
+        return operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_video_edit.lineage import operator_lineage
+
+        return operator_lineage(self, complete=True)
 
     def link_video_id(self) -> str | None:
         """The job the "Video job" link points to (None: no link yet)."""
@@ -367,6 +379,7 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         if self.destination is not None:
             outputs = download_variants(self.hook, video.id, self.destination, self.variants, self.log)
             context["ti"].xcom_push(key="outputs", value=outputs)
+            self._outputs = outputs  # final paths, for OpenLineage
             if self.asset is not None and outputs:
                 extra = asset_extra(video, outputs, self._estimated_cost(context))
                 context["outlet_events"][self.asset].extra = extra

@@ -62,7 +62,9 @@ class VideoDownloadOperator(_VideoOperator):
             raise VideoJobFailed(
                 f"video job {video.id} is {video.status}, not completed: nothing to download"
             )
-        outputs = download_variants(self.hook, video.id, self.destination, self.variants, self.log)
+        outputs = self._outputs = download_variants(
+            self.hook, video.id, self.destination, self.variants, self.log
+        )
         if self.asset is not None and outputs:
             context["outlet_events"][self.asset].extra = asset_extra(video, outputs)
         return outputs
