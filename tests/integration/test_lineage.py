@@ -120,3 +120,21 @@ def test_importing_the_operators_does_not_import_lineage() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_object_storage_paths_are_datasets_of_their_bucket(tmp_path: Path) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_video_edit.lineage import file_dataset
+
+    class S3Path:  # what an ObjectStoragePath of s3 shows (s3fs is not installed here)
+        protocol = "s3"
+
+        def __str__(self) -> str:
+            return "s3://aws_default@media-bucket/clips/in.mp4"
+
+    bucket = file_dataset(S3Path())
+    assert (bucket.namespace, bucket.name) == ("s3://media-bucket", "clips/in.mp4")
+    local = file_dataset(ObjectStoragePath(f"file://{tmp_path}/a.mp4"))
+    assert (local.namespace, local.name) == ("file", f"{tmp_path}/a.mp4")
+    assert (file_dataset("s3://b/k.mp4").namespace, file_dataset("s3://b/k.mp4").name) == ("s3://b", "k.mp4")
