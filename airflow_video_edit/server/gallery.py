@@ -141,8 +141,10 @@ class Gallery:
         key = self.api_key()
         if key is not None and not secrets.compare_digest(given.encode(), key.encode()):
             return self._login_page(request, error="Wrong API key.")
+        now = time.monotonic()
+        self.sessions = {t: expiry for t, expiry in self.sessions.items() if expiry > now}  # pruned
         token = secrets.token_urlsafe(32)
-        self.sessions[token] = time.monotonic() + SESSION_SECONDS
+        self.sessions[token] = now + SESSION_SECONDS
         reply = RedirectResponse(target, status_code=303)
         reply.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, httponly=True, samesite="strict", path="/")
         return reply

@@ -43,7 +43,7 @@ CHROMIUM_ARGS = [
 
 def _chromium() -> str:
     found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
+    if found and os.access(found, os.X_OK):
         return found
     reason = "no chromium on this machine (apt-get install chromium; scripts/test.sh does it as root)"
     if os.environ.get("CI") == "true" or os.geteuid() == 0:
