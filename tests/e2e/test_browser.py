@@ -186,6 +186,8 @@ def test_the_connection_form_shows_every_field_and_saves_what_was_typed(
     assert reply.status == 400, reply.text()
     assert "differs from the stored connection" in reply.text()
     assert json.loads(reply.request.post_data or "{}")["port"] == 0
+    page.get_by_text(re.compile("fail|differs|error", re.IGNORECASE)).first.wait_for()  # the UI's toast
+    shot(page, "connection_test_button_400")
     # The workaround (README): store port 0 once (the Hook ignores a port when the Base URL is a
     # URL); then the row's Test button tests the stored connection, key and all.
     patched = airflow_deployment.client.patch(
