@@ -54,6 +54,13 @@ class VideoJobSensor(VideoTaskMixin, BaseSensorOperator):
 
         return check_video_id(self.video_id, "video_id")
 
+    def link_video_id(self) -> str | None:
+        """The "Video job" link points to the job waited for, from the start."""
+        try:
+            return self._job_id()
+        except (TypeError, ValueError):
+            return None
+
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,6 +94,8 @@ class ClientSettings:
     # pages shared by the waits of a triggerer, per-id where the backend cannot list), "list"
     # (list pages, no fall-back) or "per-id" (one request per job). See airflow_video_edit.watcher.
     status_checks: StatusChecks = "auto"
+    # The "Video job" link's URL, with ``{video_id}`` (connection extra ``job_url_template``).
+    job_url_template: str | None = field(default=None, compare=False)
 
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT}
@@ -215,14 +218,39 @@ def _as_bool(value: Any, default: bool) -> bool:
 
 
 def _verify(value: Any) -> bool | str:
+    """``verify``: true (the default, also for empty or null), false, or a CA bundle file."""
     if value is None or value == "":
         return True
     if isinstance(value, bool):
         return value
     text = str(value).strip()
-    if text.lower() in ("true", "false", "1", "0", "yes", "no"):
+    if text.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         return _as_bool(text, True)
+    if not os.path.isfile(text):
+        raise InvalidInputError(
+            f"connection extra 'verify' must be true, false or the path of a CA bundle file; "
+            f"{text!r} is not a file",
+            param="verify",
+        )
     return text  # a CA bundle path
+
+
+def _job_url_template(value: Any) -> str | None:
+    """``job_url_template``: a URL with ``{video_id}`` (the "Video job" link); empty: no link."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    try:
+        example = text.format(video_id="video_x")
+    except (KeyError, IndexError, ValueError):
+        example = ""
+    if "{video_id}" not in text or not example.startswith(("http://", "https://")):
+        raise InvalidInputError(
+            "connection extra 'job_url_template' must be an http(s) URL with {video_id} and no "
+            f"other {{...}} field, e.g. https://portal.example.com/videos/{{video_id}}; got {text!r}",
+            param="job_url_template",
+        )
+    return text
 
 
 def _base_url(host: str | None, port: int | None, schema: str | None, extra: Mapping[str, Any]) -> str:
@@ -258,8 +286,15 @@ def settings_from_connection(
         )
 
     def number(name: str, default: float) -> float:
-        value = extra.get(name)
-        return default if value in (None, "") else float(value)
+        value = extra.get(name)  # empty or null: the default
+        if value in (None, ""):
+            return default
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"connection extra {name!r} must be a number, got {value!r}", param=name
+            ) from None
 
     return ClientSettings(
         base_url=_base_url(host, port, schema, extra),
@@ -280,6 +315,7 @@ def settings_from_connection(
         proxy=extra.get("proxy") or None,
         prices=_prices(extra.get("prices")),
         status_checks=_status_checks(extra.get("status_checks")),
+        job_url_template=_job_url_template(extra.get("job_url_template")),
     )
 
 

@@ -51,7 +51,8 @@ while True:
         time.sleep(0.2)
 PYEOF
 echo "    server is up (log: .demo/server.log)"
-export AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT="{\"conn_type\": \"openai_videos\", \"host\": \"http://127.0.0.1:$PORT/v1\", \"password\": \"$API_KEY\"}"
+# extra job_url_template: each task's "Video job" link opens the server's own job page.
+export AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT="{\"conn_type\": \"openai_videos\", \"host\": \"http://127.0.0.1:$PORT/v1\", \"password\": \"$API_KEY\", \"extra\": {\"job_url_template\": \"http://127.0.0.1:$PORT/jobs/{video_id}\"}}"
 
 step "Running the DAG video_edit_then_publish (airflow dags test; full log: .demo/dag.log)"
 set +e

@@ -31,6 +31,22 @@ echo "==> installing into .venv ($("$PYTHON" --version), newest Airflow 3.x; log
 ensure_venv .venv "$PYTHON" ".[test]"
 .venv/bin/python -c "import airflow; print('    Airflow', airflow.__version__)"
 
+# The browser tests (tests/e2e/test_browser.py) drive Debian's chromium: install it when missing
+# (as root; elsewhere they skip, except under CI=true, where they fail).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "==> installing chromium for the browser tests (apt-get; log: .venv.chromium.log)"
+        apt-get update >.venv.chromium.log 2>&1 ||
+            step_failed "apt-get update (for chromium)" "see .venv.chromium.log"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+            >>.venv.chromium.log 2>&1 || step_failed "apt-get install chromium" "see .venv.chromium.log"
+    elif [ "${CI:-}" = "true" ]; then
+        step_failed "finding chromium" "no chromium on PATH and not root: install Debian's chromium package"
+    else
+        printf '\nWARNING: no chromium and not root: the browser tests will skip\n' >&2
+    fi
+fi
+
 echo "==> ruff check / ruff format --check"
 run_step "ruff check" .venv/bin/ruff check .
 run_step "ruff format --check" .venv/bin/ruff format --check .

@@ -21,17 +21,18 @@ every DAG parse: the Hook, httpx and the trigger are imported when a task runs.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, ResumableJobMixin, conf
 
+from airflow_video_edit.links import VideoJobLink, link_for
 from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants, with_outlet
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, Context
+    from airflow.sdk import Asset, BaseOperatorLink, Context
 
     from airflow_video_edit.calls import Call
     from airflow_video_edit.costs import Estimate
@@ -56,7 +57,11 @@ class VideoTaskMixin:
     XCom (``video_id`` and ``job``), and the deferral to :class:`VideoJobTrigger`."""
 
     ui_color = "#e8d5f5"
+    # "Video job": the job's page (connection extra job_url_template), stored as an XCom.
+    operator_extra_links: Collection[BaseOperatorLink] = (VideoJobLink(),)
     conn_id: str
+    _linked_id: str | None = None
+    _outputs: dict[str, str] | None = None
     # Whether on_kill (the worker's or the trigger's) deletes a finished job: airflow_video_edit.cancel.
     cancel_on_kill: bool = True
     defer: Callable[..., NoReturn]  # BaseOperator's, further along the MRO
@@ -72,6 +77,26 @@ class VideoTaskMixin:
         ti = context["ti"]
         ti.xcom_push(key="video_id", value=video.id)
         ti.xcom_push(key="job", value=video.model_dump(mode="json"))
+        if self._linked_id != video.id:  # the link, at once: it shows while the job waits
+            self._linked_id = video.id
+            url = link_for(self)
+            if url:
+                ti.xcom_push(key=VideoJobLink().xcom_key, value=url)
+
+    # OpenLineage (called by its listener, when the provider is installed): airflow_video_edit.lineage.
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_video_edit.lineage import operator_lineage
+
+        return operator_lineage(self, complete=False)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_video_edit.lineage import operator_lineage
+
+        return operator_lineage(self, complete=True)
+
+    def link_video_id(self) -> str | None:
+        """The job the "Video job" link points to (None: no link yet)."""
+        return self._linked_id or getattr(self, "_video_id", None)
 
     def defer_to_trigger(self, video_id: str, *, poll_interval: float, deadline: float) -> NoReturn:
         """Wait in the triggerer; the trigger's one event comes back to ``execute_complete``."""
@@ -350,9 +375,11 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
 
         self._video_id = event.get("video_id", self._video_id)
         video = finished_video(event)
+        self._push_job(context, video)  # XCom ``job``: the finished job, not the submit-time one
         if self.destination is not None:
             outputs = download_variants(self.hook, video.id, self.destination, self.variants, self.log)
             context["ti"].xcom_push(key="outputs", value=outputs)
+            self._outputs = outputs  # final paths, for OpenLineage
             if self.asset is not None and outputs:
                 extra = asset_extra(video, outputs, self._estimated_cost(context))
                 context["outlet_events"][self.asset].extra = extra
@@ -368,7 +395,9 @@ class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):
         return pull(task_ids=self.task_id, key="estimated_cost") if pull is not None else None
 
     def _push_job(self, context: Context, video: Video) -> None:
-        """In XCom before anything waits; remembered for ``on_kill``."""
+        """In XCom before anything waits, and again when it finished; remembered for ``on_kill``."""
+        if self._seen is not None and self._seen == video:
+            return  # pushed already (a resumed try that found it finished)
         self._video_id, self._seen = video.id, video
         self.push_job(context, video)
 

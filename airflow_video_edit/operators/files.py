@@ -3,7 +3,7 @@ so neither uses the resume machinery: a retry simply does the work again."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -12,7 +12,7 @@ from airflow_video_edit.operators.base import DEFAULT_CONN_ID, VideoTaskMixin
 from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants, with_outlet
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, Context
+    from airflow.sdk import Asset, BaseOperatorLink, Context
 
 
 class _VideoOperator(VideoTaskMixin, BaseOperator):
@@ -57,11 +57,14 @@ class VideoDownloadOperator(_VideoOperator):
         from airflow_video_edit.errors import VideoJobFailed
 
         video = self.hook.get_video(check_video_id(self.video, "video"))
+        self._linked_id = video.id
         if not video.succeeded:
             raise VideoJobFailed(
                 f"video job {video.id} is {video.status}, not completed: nothing to download"
             )
-        outputs = download_variants(self.hook, video.id, self.destination, self.variants, self.log)
+        outputs = self._outputs = download_variants(
+            self.hook, video.id, self.destination, self.variants, self.log
+        )
         if self.asset is not None and outputs:
             context["outlet_events"][self.asset].extra = asset_extra(video, outputs)
         return outputs
@@ -77,6 +80,7 @@ class VideoDeleteOperator(_VideoOperator):
     """
 
     template_fields: Sequence[str] = ("video",)
+    operator_extra_links: Collection[BaseOperatorLink] = ()  # the jobs are gone: no page to link to
 
     def __init__(self, *, video: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

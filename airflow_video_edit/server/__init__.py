@@ -98,6 +98,11 @@ class LocalVideosServer:
         return f"{self.root_url}/v1"
 
     @property
+    def job_url_template(self) -> str:
+        """This server's job pages (the gallery), for the connection extra ``job_url_template``."""
+        return f"{self.root_url}/jobs/{{video_id}}"
+
+    @property
     def store(self) -> JobStore:
         """The job store (in-process servers only)."""
         if self.app is None:

@@ -7,6 +7,7 @@ OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
 The ASGI stack, outermost first (:mod:`.middleware`): access log + stats -> fault injection ->
 API-key check -> routes. Bodies, field checks and the error envelope: :mod:`.forms`.
 ``/_server/*`` (stats, faults) is never faulted; with a key set it needs the key too.
+The job gallery (``/``, ``/jobs/{id}``: HTML for people) is :mod:`.gallery`.
 With ``gateway_quirks`` the server behaves like an AI gateway (:mod:`.gateway`).
 """
 
@@ -46,6 +47,7 @@ from airflow_video_edit.models import (
 from . import defaults, gateway, idempotency, media
 from .faults import PROMPT_FAIL_MARKER, FaultMiddleware, FaultRule, fault_of, parse_rules
 from .forms import APIError, Body, error_body, field_value, json_response, prompt_field, read_body
+from .gallery import Gallery
 from .jobs import CREATE, EDIT, EXTEND, REMIX, Job, JobStore, new_id
 from .middleware import ApiKeyCheck, ObservedRequests
 
@@ -101,6 +103,14 @@ class VideosApp:
             Route("/_server/reset-stats", self.reset_stats_route, methods=["POST"]),
             Route("/_server/faults", self.faults_route, methods=["POST"]),
         ]
+        # The job gallery (HTML pages at /, /jobs/{id}): its own module, its own key check.
+        self.gallery = Gallery(
+            store,
+            lambda: self.api_key,
+            shown_id=gateway.external_id if gateway_quirks else str,
+            stored_id=gateway.internal_id if gateway_quirks else str,
+        )
+        self.routes += self.gallery.routes
         starlette = Starlette(
             routes=self.routes,
             exception_handlers={

@@ -102,6 +102,13 @@ def serve(args: argparse.Namespace) -> int:
         gateway_quirks=args.gateway_quirks,
     )
     app.faults.set_rules(rules)
+    root = f"http://{args.host}:{args.port}"
+    logging.getLogger("airflow_video_edit.server").info(
+        "base URL %s/v1; job gallery %s/ (connection extra job_url_template: %s/jobs/{video_id})",
+        root,
+        root,
+        root,
+    )
     try:
         uvicorn.run(
             app,

@@ -611,12 +611,33 @@ def e2e_output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def airflow_extra_env(e2e_video_server: tuple[Any, str], e2e_output_dir: Path) -> dict[str, str]:
+def e2e_openlineage_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the deployment's OpenLineage events go (file transport, one JSON event a line), when
+    the openlineage provider is installed (tests/e2e/test_lineage_events.py)."""
+    return tmp_path_factory.mktemp("openlineage") / "events.jsonl"
+
+
+@pytest.fixture(scope="session")
+def airflow_extra_env(
+    e2e_video_server: tuple[Any, str], e2e_output_dir: Path, e2e_openlineage_events: Path
+) -> dict[str, str]:
     """The connection to the local server and where the example DAGs write, for every process."""
     server, api_key = e2e_video_server
-    connection = {"conn_type": "openai_videos", "host": server.url, "password": api_key}
+    connection = {
+        "conn_type": "openai_videos",
+        "host": server.url,
+        "password": api_key,
+        # The "Video job" link of the tasks: the local server's own job pages.
+        "extra": {"job_url_template": server.job_url_template},
+    }
     return {
         "AIRFLOW_CONN_OPENAI_VIDEOS_DEFAULT": json.dumps(connection),
+        # The UI's Test button (tests/e2e/test_browser.py).
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "e2e",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(e2e_openlineage_events), "append": True}
+        ),
         "VIDEO_EDIT_OUTPUT_DIR": str(e2e_output_dir),
         "VIDEO_EDIT_POLL_INTERVAL": "2",
     }

@@ -340,7 +340,9 @@ async def test_no_key_sends_no_auth_header(wire_hook: Any, mode: str, api: FakeA
     assert "api-key" not in server.last.headers
 
 
-def test_settings_from_connection_extras() -> None:
+def test_settings_from_connection_extras(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("")
     settings = settings_from_connection(
         host="https://gw.example/openai/v1/",
         port=None,
@@ -354,7 +356,7 @@ def test_settings_from_connection_extras() -> None:
             "max_retries": "2",
             "max_retry_seconds": 15,
             "retry_job_creation": "true",
-            "verify": "/etc/ca.pem",
+            "verify": str(ca),
             "proxy": "http://proxy:3128",
         },
     )
@@ -364,7 +366,7 @@ def test_settings_from_connection_extras() -> None:
     assert (settings.connect_timeout, settings.read_timeout) == (3.0, 30.0)
     assert (settings.max_retries, settings.max_retry_seconds) == (2, 15.0)
     assert settings.retry_job_creation is True
-    assert settings.verify == "/etc/ca.pem"
+    assert settings.verify == str(ca)
     assert settings.proxy == "http://proxy:3128"
     assert dict(settings.extra_query) == {"api-version": "preview"}
     assert settings.default_model == "sora-2-pro"
