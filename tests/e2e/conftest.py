@@ -455,10 +455,17 @@ class AirflowDeployment:
         self.wait_for_dag(dag_id)
         if unpause:
             self.unpause(dag_id)
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
-        if run_id:
-            body["dag_run_id"] = run_id
-        r = self.client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        # A run id of our own, so that a POST retried after SQLite's "database is locked" (a 500
+        # whose transaction rolled back, seen on a loaded machine) cannot start a second run.
+        run_id = run_id or f"manual__e2e_{secrets.token_hex(6)}"
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}, "dag_run_id": run_id}
+        for attempt in range(3):
+            r = self.client.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+            if r.status_code == 409 and attempt > 0:
+                return run_id  # an earlier attempt did create it
+            if r.status_code < 500 or "Database error" not in r.text:
+                break
+            time.sleep(1.0)  # the metadata database was busy: the same request once more
         if r.status_code >= 400:
             raise AssertionError(f"trigger {dag_id} failed: {r.status_code} {r.text}")
         return str(r.json()["dag_run_id"])
