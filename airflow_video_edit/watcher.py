@@ -107,7 +107,6 @@ class StatusWatcher:
         self._due: dict[str, list[tuple[asyncio.Future[tuple[Video, float | None]], bool]]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._hint: float | None = None  # the last poll-after hint a retrieve carried
-        self.rounds = self.pages = self.retrieves = 0  # counters, for tests and benchmarks
 
     # -- registration ---------------------------------------------------------------------------
     def register(self, video_id: str) -> Watch:
@@ -160,7 +159,6 @@ class StatusWatcher:
             self._runner = None
 
     async def _round(self, due: list[str]) -> dict[str, Result]:
-        self.rounds += 1
         listed = [v for v in due if not (v in self._seen and self._seen[v].unlisted)]
         if self.per_id or (len(listed) < 2 and self.mode == "auto"):
             return await self._each(due)
@@ -211,7 +209,6 @@ class StatusWatcher:
                 self._forget_anchors()  # a cursor the backend no longer knows (a deleted job)
                 break
             budget -= 1
-            self.pages += 1
             hint = page_hint if page_hint is not None else hint
             last = _check_page(page, above)
             fruitless += 1
@@ -262,7 +259,6 @@ class StatusWatcher:
         return dict(zip(ids, results, strict=True))
 
     async def _retrieve(self, video_id: str) -> tuple[Video, float | None]:
-        self.retrieves += 1
         video, hint = await self.client.request(calls.poll_video(video_id))
         self._hint = hint if hint is not None else self._hint
         seen = self._seen.get(video_id)
