@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from _video_publishing import CONN_ID, POLL_INTERVAL, SOURCE_CLIP, WORK_DIR
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 
 from airflow_video_edit.operators import VideoEditOperator
 
@@ -16,12 +17,13 @@ with DAG(
     catchup=False,
     tags=["video", "example"],
     doc_md=__doc__,
+    params={"copies": Param(3, type="integer", minimum=1, maximum=100, description="edits to run")},
 ) as dag:
 
     @task
-    def list_sources() -> list[str]:
+    def list_sources(params: dict[str, Any] | None = None) -> list[str]:
         """In a real pipeline: the clips that landed in a bucket since the last run."""
-        return [SOURCE_CLIP, SOURCE_CLIP, SOURCE_CLIP]
+        return [SOURCE_CLIP] * int((params or {}).get("copies", 3))
 
     VideoEditOperator.partial(
         task_id="edit",

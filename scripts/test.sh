@@ -2,7 +2,9 @@
 # The test command. On a fresh machine it installs what it needs (into .venv* only), then runs:
 #  1. on this machine's python3 with the newest Airflow 3.x: lint (ruff), format check, types
 #     (mypy --strict) and every test (unit, integration against the bundled local server,
-#     end-to-end on a real Airflow deployment, the set-up of a fresh clone);
+#     end-to-end on a real Airflow deployment, the set-up of a fresh clone; the distributed e2e
+#     deployment too: PostgreSQL, Redis, Celery workers, two triggerers, its harness installing
+#     Debian's postgresql and redis-server with apt where missing, as root);
 #  2. the unit and integration tests on the oldest Python the project claims (3.10), with every
 #     dependency at its declared floor (Airflow 3.3.0, ...: scripts/floors.py);
 #  3. the unit and integration tests on the newest Python it claims (3.13), newest Airflow.

@@ -38,6 +38,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -80,6 +81,8 @@ LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 
 # Processes started in this interpreter, so that an abnormal exit still kills them.
 _LIVE_PROCS: list[subprocess.Popen[bytes]] = []
+# The session's SQLite deployment (if started), stopped before the distributed one starts.
+_DEPLOYMENTS: list[AirflowDeployment] = []
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -251,11 +254,18 @@ class AirflowDeployment:
         if rc != 0:
             raise AirflowStartupError(f"`airflow db migrate` failed (rc={rc}):\n{_tail(log, 60)}")
 
+    def process_env(self, name: str) -> dict[str, str]:
+        """Environment just for process ``name`` (on top of ``env``); none here, see subclasses."""
+        return {}
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Readiness beyond the health endpoint (called once healthy); nothing here, see subclasses."""
+
     def _spawn(self, name: str, args: list[str]) -> None:
         fh = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [AIRFLOW_BIN, *args],
-            env=self.env,
+            env={**self.env, **self.process_env(name)},
             cwd=self.home,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -281,6 +291,7 @@ class AirflowDeployment:
             self._spawn(name, args)
         try:
             self._wait_healthy(deadline)
+            self._wait_ready(deadline)
             self.startup_phases["healthy"] = time.monotonic() - t0
             self._authenticate()
             self._wait_files_parsed(self.dag_files(), deadline)
@@ -577,6 +588,196 @@ class AirflowDeployment:
         return "\n".join(f"===== {f} =====\n{f.read_text(errors='replace')}" for f in files)
 
 
+# ---------------------------------------------------------------------- distributed mode
+_HOSTNAME_MODULE = '''
+"""Hostname callable of the distributed e2e deployment: each worker and triggerer names itself."""
+import os
+import socket
+
+
+def hostname():
+    return os.environ.get("E2E_PROCESS_HOSTNAME") or socket.getfqdn()
+'''
+TRIGGER_LOG = re.compile(
+    r"dag_id=(?P<dag_id>[^/]+)/run_id=(?P<run_id>[^/]+)/task_id=(?P<task_id>[^/]+)/"
+    r"(?:map_index=(?P<map_index>\d+)/)?attempt=(?P<try_number>\d+)\.log\.trigger\.(?P<job_id>\d+)\.log$"
+)
+
+
+class DistributedAirflowDeployment(AirflowDeployment):
+    """The same deployment on PostgreSQL with the CeleryExecutor (Redis broker), two Celery workers
+    and two triggerers (plus api-server, scheduler, dag-processor).
+
+    ``services`` (:class:`e2e_services.Services`) are the running PostgreSQL and Redis. Each worker
+    and triggerer names itself (``[core] hostname_callable``): ``worker-1``, ``triggerer-2``, ...,
+    as the task instance's ``hostname`` and the triggerer job's ``hostname`` then say.
+    """
+
+    WORKERS = ("worker-1", "worker-2")
+    TRIGGERERS = ("triggerer-1", "triggerer-2")
+    WORKER_CONCURRENCY = 2
+    PROCESSES: dict[str, list[str]] = {
+        "scheduler": ["scheduler"],
+        "dag-processor": ["dag-processor"],
+        **{name: ["triggerer"] for name in TRIGGERERS},
+        **{
+            name: [
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"{name}@%h",
+                "--concurrency",
+                "2",  # = WORKER_CONCURRENCY (a class body's comprehension cannot see it)
+            ]
+            for name in WORKERS
+        },
+    }
+
+    def __init__(
+        self, home: Path, dags_folder: Path, extra_env: Mapping[str, str] | None, services: Any
+    ) -> None:
+        self.services = services
+        self._log_ports = {name: _free_port() for name in (*self.WORKERS, *self.TRIGGERERS)}
+        super().__init__(home, dags_folder, extra_env)
+
+    def _base_env(self) -> dict[str, str]:
+        env = super()._base_env()
+        pg, redis = self.services.postgres, self.services.redis
+        env.update(
+            {
+                "PYTHONPATH": os.pathsep.join([str(self.home), env["PYTHONPATH"]]),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "e2e_hostname.hostname",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.url,
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                # Every VideoJobOperator waits in a triggerer (the examples leave deferrable unset).
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+                "AIRFLOW__CELERY__BROKER_URL": redis.url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + pg.url,
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.WORKER_CONCURRENCY),
+                "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+                "AIRFLOW__CELERY__OPERATION_TIMEOUT": "30",
+                "AIRFLOW__CORE__PARALLELISM": "8",
+                "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "64",
+                # A task whose worker died is failed (and retried) 30 s after its last heartbeat.
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+                # Few triggers each, a few per loop: they spread over both triggerers.
+                "AIRFLOW__TRIGGERER__CAPACITY": "12",
+                "AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "4",
+                # A triggerer silent this long is dead: its triggers go to the other one.
+                # (Airflow's default, 30 s: on 2 busy cores both triggerers' heartbeats were seen
+                # to lag 17 s at once, and a lower threshold moved healthy triggers.)
+                "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "30",
+            }
+        )
+        return env
+
+    def process_env(self, name: str) -> dict[str, str]:
+        if name in self.WORKERS:
+            return {
+                "E2E_PROCESS_HOSTNAME": name,
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self._log_ports[name]),
+            }
+        if name in self.TRIGGERERS:
+            return {
+                "E2E_PROCESS_HOSTNAME": name,
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self._log_ports[name]),
+            }
+        return {}
+
+    def start(self, timeout: float = 180.0) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "e2e_hostname.py").write_text(_HOSTNAME_MODULE)
+        super().start(timeout)
+
+    def _wait_ready(self, deadline: float) -> None:
+        """Both triggerers heartbeat, and both Celery workers are ready (their logs say so)."""
+        while True:
+            self._check_alive()
+            triggerers = set(self.alive_triggerers().values())
+            workers = {name for name in self.WORKERS if f"{name}@" in self._ready_line(name)}
+            if triggerers >= set(self.TRIGGERERS) and workers == set(self.WORKERS):
+                return
+            if time.monotonic() > deadline:
+                raise AirflowStartupError(
+                    f"not all ready: triggerers {sorted(triggerers)}, workers {sorted(workers)}\n"
+                    f"{self.log_tails()}"
+                )
+            time.sleep(1.0)
+
+    def _ready_line(self, name: str) -> str:
+        """Celery's ``<name>@<host> ready.`` line in the worker's log, or ''."""
+        log = self.log_dir / f"{name}.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return next((line for line in text.splitlines() if f"{name}@" in line and " ready." in line), "")
+
+    # ------------------------------------------------------------------ processes
+    def signal(self, name: str, sig: int) -> None:
+        """Send ``sig`` to process ``name`` and all its children (its process group)."""
+        _kill_group(self.procs[name], sig)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL process ``name`` with its children, and reap it."""
+        self.signal(name, signal.SIGKILL)
+        self.procs[name].wait(timeout=30)
+        _LIVE_PROCS.remove(self.procs[name])
+
+    def restart(self, name: str) -> None:
+        """Start process ``name`` again (after :meth:`kill`), appending to the same log file."""
+        assert self.procs[name].poll() is not None, f"{name} still runs"
+        self._spawn(name, self.PROCESSES[name])
+
+    # ------------------------------------------------------------------ observations
+    def alive_triggerers(self) -> dict[int, str]:
+        """Triggerer job id -> process name (its hostname), of the triggerers whose job runs."""
+        rows = self.services.postgres.psql(
+            "SELECT id, hostname FROM job WHERE job_type = 'TriggererJob' AND state = 'running' "
+            "AND latest_heartbeat > now() - interval '10 seconds'"
+        )
+        return {int(i): host for i, _, host in (row.partition("|") for row in rows.split()) if i}
+
+    def triggerer_names(self) -> dict[int, str]:
+        """Every triggerer job id (alive or not) -> its process name."""
+        rows = self.services.postgres.psql("SELECT id, hostname FROM job WHERE job_type = 'TriggererJob'")
+        return {int(i): host for i, _, host in (row.partition("|") for row in rows.split()) if i}
+
+    def task_log_file(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
+    ) -> str:
+        """One try's log file as the worker wrote it (JSON lines), or '' if none."""
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            folder = folder / f"map_index={map_index}"
+        path = folder / f"attempt={try_number}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def resumes(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, try_number: int = 1
+    ) -> int:
+        """How often the try ran again after deferring: the trigger events it was given."""
+        text = self.task_log_file(dag_id, run_id, task_id, map_index, try_number)
+        return text.count("::group::Pre Execute") - 1 if text.count("Pausing task as DEFERRED") else 0
+
+    def trigger_logs(self, dag_id: str, run_id: str) -> dict[tuple[str, int, int], dict[str, dict[str, int]]]:
+        """Per (task_id, map_index, try): per triggerer name, how often the trigger started there
+        (``trigger ... starting``) and how many events it fired (``Trigger fired event``), from the
+        triggerers' per-task log files (``attempt=N.log.trigger.<triggerer job id>.log``)."""
+        names = self.triggerer_names()
+        found: dict[tuple[str, int, int], dict[str, dict[str, int]]] = {}
+        for path in (self.home / "logs").rglob("*.log.trigger.*.log"):
+            m = TRIGGER_LOG.search(path.as_posix())
+            if not m or m["dag_id"] != dag_id or m["run_id"] != run_id:
+                continue
+            text = path.read_text(errors="replace")
+            key = (m["task_id"], int(m["map_index"] or -1), int(m["try_number"]))
+            where = names.get(int(m["job_id"]), f"triggerer job {m['job_id']}")
+            found.setdefault(key, {})[where] = {
+                "starts": len(re.findall(r"trigger \S.* starting", text)),
+                "events": text.count("Trigger fired event"),
+            }
+        return found
+
+
 # ---------------------------------------------------------------------- pytest plumbing
 def pytest_addoption(parser: pytest.Parser) -> None:
     # Only registered when this conftest is an "initial" conftest (pytest tests/e2e ...);
@@ -589,6 +790,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "e2e: end-to-end test against a real Airflow deployment")
     config.addinivalue_line(
         "markers", "e2e_any_config: e2e test that works with any airflow_dags_folder/airflow_extra_env"
+    )
+    config.addinivalue_line(
+        "markers",
+        "e2e_distributed: e2e test on the distributed deployment (PostgreSQL, Celery, two triggerers)",
     )
 
 
@@ -668,6 +873,7 @@ def airflow_deployment(
     dep = AirflowDeployment(
         Path(tempfile.mkdtemp(prefix="airflow-e2e-")), airflow_dags_folder, airflow_extra_env
     )
+    _DEPLOYMENTS.append(dep)
     try:
         dep.start(timeout=_startup_timeout())
         yield dep
@@ -699,7 +905,13 @@ def _airflow_deployment_config_guard(request: pytest.FixtureRequest) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Config-agnostic e2e tests run last: they reuse whatever deployment the other tests configured.
-    items.sort(key=lambda item: item.get_closest_marker("e2e_any_config") is not None)
+    # The distributed ones after all: they stop the SQLite deployment to have the cores to themselves.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("e2e_distributed") is not None,
+            item.get_closest_marker("e2e_any_config") is not None,
+        )
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -711,3 +923,72 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         dep = getattr(item, "funcargs", {}).get("airflow_deployment")
         if isinstance(dep, AirflowDeployment):
             rep.sections.append(("airflow process logs (tails)", dep.log_tails(80)))
+
+
+# ---------------------------------------------------------------------- distributed fixtures
+@pytest.fixture(scope="session")
+def distributed_services() -> Iterator[Any]:
+    """PostgreSQL and Redis of their own (installed with apt where missing, as root).
+
+    Not installable (not root), outside CI: the distributed tests skip, saying why; under
+    ``CI=true`` they fail instead. Missing Python packages (the ``test`` extra) likewise.
+    """
+    from e2e_services import Services, ServiceUnavailable
+
+    def unavailable(reason: str) -> None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"distributed e2e deployment: {reason}", pytrace=False)
+        pytest.skip(f"distributed e2e deployment: {reason}")
+
+    for module in ("airflow.providers.celery", "psycopg2"):
+        try:
+            __import__(module)
+        except ImportError:
+            unavailable(f"{module} is not installed (pip install -e '.[test]')")
+    try:
+        services = Services()
+    except ServiceUnavailable as e:
+        unavailable(str(e))
+    services.start()
+    try:
+        yield services
+    finally:
+        services.stop()
+
+
+@pytest.fixture(scope="session")
+def distributed_deployment(
+    distributed_services: Any,
+    airflow_dags_folder: Path,
+    e2e_video_server: tuple[Any, str],
+    e2e_output_dir: Path,
+) -> Iterator[DistributedAirflowDeployment]:
+    """The distributed deployment, with the local server's connection stored in its database (no
+    ``AIRFLOW_CONN_...`` variable: the key is in the ``connection`` table only, encrypted)."""
+    for other in _DEPLOYMENTS:  # the SQLite deployment: its tests have run (these run last)
+        other.stop()
+    server, api_key = e2e_video_server
+    extra_env = {"VIDEO_EDIT_OUTPUT_DIR": str(e2e_output_dir), "VIDEO_EDIT_POLL_INTERVAL": "2"}
+    dep = DistributedAirflowDeployment(
+        Path(tempfile.mkdtemp(prefix="airflow-e2e-distributed-")),
+        airflow_dags_folder,
+        extra_env,
+        distributed_services,
+    )
+    try:
+        dep.start(timeout=max(_startup_timeout(), 300.0))
+        r = dep.client.post(
+            "/api/v2/connections",
+            json={
+                "connection_id": "openai_videos_default",
+                "conn_type": "openai_videos",
+                "host": server.url,
+                "password": api_key,
+            },
+        )
+        assert r.status_code == 201, r.text
+        yield dep
+    finally:
+        dep.stop()
+        dep.client.close()
+        _remove_home(dep.home)
