@@ -598,6 +598,7 @@ import socket
 def hostname():
     return os.environ.get("E2E_PROCESS_HOSTNAME") or socket.getfqdn()
 '''
+_WORKER_CONCURRENCY = 2  # task slots per Celery worker (module level: the class's comprehension reads it)
 TRIGGER_LOG = re.compile(
     r"dag_id=(?P<dag_id>[^/]+)/run_id=(?P<run_id>[^/]+)/task_id=(?P<task_id>[^/]+)/"
     r"(?:map_index=(?P<map_index>\d+)/)?attempt=(?P<try_number>\d+)\.log\.trigger\.(?P<job_id>\d+)\.log$"
@@ -615,7 +616,7 @@ class DistributedAirflowDeployment(AirflowDeployment):
 
     WORKERS = ("worker-1", "worker-2")
     TRIGGERERS = ("triggerer-1", "triggerer-2")
-    WORKER_CONCURRENCY = 2
+    WORKER_CONCURRENCY = _WORKER_CONCURRENCY
     PROCESSES: dict[str, list[str]] = {
         "scheduler": ["scheduler"],
         "dag-processor": ["dag-processor"],
@@ -627,7 +628,7 @@ class DistributedAirflowDeployment(AirflowDeployment):
                 "--celery-hostname",
                 f"{name}@%h",
                 "--concurrency",
-                "2",  # = WORKER_CONCURRENCY (a class body's comprehension cannot see it)
+                str(_WORKER_CONCURRENCY),
             ]
             for name in WORKERS
         },
