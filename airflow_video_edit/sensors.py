@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_video_edit.operators.base import DEFAULT_CONN_ID, VideoTaskMixin, default_deferrable
+from airflow_video_edit.operators.task import DEFAULT_CONN_ID, VideoTaskMixin, default_deferrable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

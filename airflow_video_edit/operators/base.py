@@ -14,102 +14,36 @@ It reads top-down in the order a task runs:
 4. ``execute_complete``: one event in, the finished job out: download, Asset event, return.
 
 A job kind is a subclass that says only what it submits (``job_call``) and which of its
-arguments are templated (:mod:`airflow_video_edit.operators.jobs`). This module is imported on
+arguments are templated (:mod:`airflow_video_edit.operators.jobs`). What the whole family shares
+(Hook, XCom, link, lineage, deferral) is :mod:`airflow_video_edit.operators.task`. This module is imported on
 every DAG parse: the Hook, httpx and the trigger are imported when a task runs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow.sdk import BaseOperator, ResumableJobMixin
 
-from airflow_video_edit.links import VideoJobLink, link_for
 from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants, with_outlet
+from airflow_video_edit.operators.task import DEFAULT_CONN_ID, VideoTaskMixin, default_deferrable
 
 if TYPE_CHECKING:
-    from airflow.sdk import Asset, BaseOperatorLink, Context
+    from airflow.sdk import Asset, Context
 
     from airflow_video_edit.calls import Call
     from airflow_video_edit.costs import Estimate
-    from airflow_video_edit.hooks import OpenAIVideosHook
     from airflow_video_edit.models import Video
     from airflow_video_edit.operators.submit import Submitter, UnconfirmedSubmit
     from airflow_video_edit.waiting import Wait
 
-DEFAULT_CONN_ID = "openai_videos_default"
 # The status reported to the mixin for a stored id the backend no longer knows (404).
 GONE = "gone"
 # ... and for a stored id whose request has changed since (a clear after the prompt was edited).
 CHANGED = "request changed"
-
-
-def default_deferrable() -> bool:
-    return conf.getboolean("operators", "default_deferrable", fallback=False)
-
-
-class VideoTaskMixin:
-    """What every operator and the sensor of the family share: the connection's Hook, a job's
-    XCom (``video_id`` and ``job``), and the deferral to :class:`VideoJobTrigger`."""
-
-    ui_color = "#e8d5f5"
-    # "Video job": the job's page (connection extra job_url_template), stored as an XCom.
-    operator_extra_links: Collection[BaseOperatorLink] = (VideoJobLink(),)
-    conn_id: str
-    _linked_id: str | None = None
-    _outputs: dict[str, str] | None = None
-    # Whether on_kill (the worker's or the trigger's) deletes a finished job: airflow_video_edit.cancel.
-    cancel_on_kill: bool = True
-    defer: Callable[..., NoReturn]  # BaseOperator's, further along the MRO
-
-    @cached_property
-    def hook(self) -> OpenAIVideosHook:
-        from airflow_video_edit.hooks import OpenAIVideosHook
-
-        return OpenAIVideosHook(self.conn_id)
-
-    def push_job(self, context: Context, video: Video) -> None:
-        """The id (key ``video_id``) and the job as returned, in XCom."""
-        ti = context["ti"]
-        ti.xcom_push(key="video_id", value=video.id)
-        ti.xcom_push(key="job", value=video.model_dump(mode="json"))
-        if self._linked_id != video.id:  # the link, at once: it shows while the job waits
-            self._linked_id = video.id
-            url = link_for(self)
-            if url:
-                ti.xcom_push(key=VideoJobLink().xcom_key, value=url)
-
-    # OpenLineage (called by its listener, when the provider is installed): airflow_video_edit.lineage.
-    def get_openlineage_facets_on_start(self) -> Any:
-        from airflow_video_edit.lineage import operator_lineage
-
-        return operator_lineage(self, complete=False)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        from airflow_video_edit.lineage import operator_lineage
-
-        return operator_lineage(self, complete=True)
-
-    def link_video_id(self) -> str | None:
-        """The job the "Video job" link points to (None: no link yet)."""
-        return self._linked_id or getattr(self, "_video_id", None)
-
-    def defer_to_trigger(self, video_id: str, *, poll_interval: float, deadline: float) -> NoReturn:
-        """Wait in the triggerer; the trigger's one event comes back to ``execute_complete``."""
-        from airflow_video_edit.triggers import VideoJobTrigger
-
-        trigger = VideoJobTrigger(
-            video_id,
-            self.conn_id,
-            poll_interval=poll_interval,
-            deadline=deadline,
-            cancel_on_kill=self.cancel_on_kill,
-        )
-        self.defer(trigger=trigger, method_name="execute_complete")
 
 
 class VideoJobOperator(VideoTaskMixin, ResumableJobMixin, BaseOperator):

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_video_edit.operators.base import DEFAULT_CONN_ID, VideoTaskMixin
 from airflow_video_edit.operators.outputs import asset_extra, check_variants, download_variants, with_outlet
+from airflow_video_edit.operators.task import DEFAULT_CONN_ID, VideoTaskMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Asset, BaseOperatorLink, Context

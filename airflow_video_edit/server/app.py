@@ -5,7 +5,8 @@ and response shapes (the pydantic models of :mod:`airflow_video_edit.models`). E
 OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``.
 
 The ASGI stack, outermost first (:mod:`.middleware`): access log + stats -> fault injection ->
-API-key check -> routes. Bodies, field checks and the error envelope: :mod:`.forms`.
+API-key check -> routes. Bodies, field checks and the error envelope: :mod:`.forms`; what each
+job-creating route makes: :mod:`.creation`.
 ``/_server/*`` (stats, faults) is never faulted; with a key set it needs the key too.
 The job gallery (``/``, ``/jobs/{id}``: HTML for people) is :mod:`.gallery`.
 With ``gateway_quirks`` the server behaves like an AI gateway (:mod:`.gateway`).
@@ -17,12 +18,10 @@ import json
 import os
 import shutil
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -31,28 +30,27 @@ from starlette.types import Receive, Scope, Send
 
 from airflow_video_edit.models import (
     COMPLETED,
-    DEFAULT_MODEL,
-    DEFAULT_SECONDS,
-    DEFAULT_SIZE,
     FAILED,
-    KNOWN_EXTENSION_SECONDS,
-    KNOWN_MODELS,
-    KNOWN_SECONDS,
-    KNOWN_SIZES,
     VARIANTS,
     DeletedVideo,
     VideoList,
 )
 
 from . import defaults, gateway, idempotency, media
-from .faults import PROMPT_FAIL_MARKER, FaultMiddleware, FaultRule, fault_of, parse_rules
-from .forms import APIError, Body, error_body, field_value, json_response, prompt_field, read_body
+from .creation import JobMaker, probe_upload, store_upload
+from .faults import FaultMiddleware, FaultRule, parse_rules
+from .forms import APIError, Body, error_body, field_value, json_response, read_body
 from .gallery import Gallery
-from .jobs import CREATE, EDIT, EXTEND, REMIX, Job, JobStore, new_id
+from .jobs import Job, JobStore, new_id
 from .middleware import ApiKeyCheck, ObservedRequests
 
 POLL_AFTER_HEADER = "openai-poll-after-ms"
-_COPY_CHUNK = 1024 * 1024
+
+
+class _FileResponse(FileResponse):
+    """Streams from disk in 1 MiB chunks (fewer event-loop turns than Starlette's 64 KiB)."""
+
+    chunk_size = 1024 * 1024
 
 
 # --- the application ----------------------------------------------------------------------------
@@ -88,6 +86,7 @@ class VideosApp:
         self.api_key = api_key
         self.poll_after = str(poll_after_ms)
         self.max_upload_bytes = max_upload_bytes
+        self.maker = JobMaker(store, self._job, gateway_quirks=gateway_quirks)
         self.routes = [
             Route("/v1/videos", self.create_video, methods=["POST"]),
             Route("/v1/videos", self.list_videos, methods=["GET"]),
@@ -185,16 +184,6 @@ class VideosApp:
             )
         return json_response(video, headers)
 
-    def _gateway_needs_model(self, body: Body) -> None:
-        """Gateway mode: a request that may carry a model must (the gateway routes by it)."""
-        if self.gateway_quirks and "model" not in body.fields:
-            raise APIError(
-                400,
-                "model is required: the gateway routes each request by its 'model'.",
-                param="model",
-                code="missing_required_parameter",
-            )
-
     def _gateway_refuses(self, request: Request, status: int) -> None:
         if self.gateway_quirks:
             raise APIError(
@@ -202,66 +191,6 @@ class VideosApp:
                 f"{request.method} {request.url.path} is not supported by this gateway.",
                 code="unsupported_route",
             )
-
-    async def _store_upload(self, upload: UploadFile, directory: Path, stem: str) -> Path:
-        """Copy a spooled upload into ``directory`` (in a worker thread); return its path."""
-        suffix = Path(upload.filename or "").suffix.lower()[:8] or ".bin"
-        target = directory / f"{stem}{suffix}"
-
-        def copy() -> None:
-            directory.mkdir(parents=True, exist_ok=True)
-            upload.file.seek(0)
-            with target.open("wb") as out:
-                shutil.copyfileobj(upload.file, out, _COPY_CHUNK)
-
-        await anyio.to_thread.run_sync(copy)
-        return target
-
-    async def _probe_upload(self, path: Path, param: str) -> media.Probe:
-        try:
-            return await anyio.to_thread.run_sync(media.probe, path)
-        except media.MediaError as exc:
-            shutil.rmtree(path.parent, ignore_errors=True)
-            raise APIError(400, f"Invalid '{param}': {exc}", param=param, code="invalid_video") from exc
-
-    def _failure(self, request: Request, prompt: str) -> dict[str, Any]:
-        """Job fields a fault asks for: a scripted failure, early expiry."""
-        fault = fault_of(request.scope)
-        extra: dict[str, Any] = {}
-        marker = PROMPT_FAIL_MARKER.search(prompt)
-        code = fault.fail_job if fault is not None and fault.fail_job else marker.group(1) if marker else None
-        if code:
-            extra["fail_code"] = code
-            extra["fail_message"] = f"The video job failed ({code}, injected by the local server)."
-        if fault is not None and fault.expire_after is not None:
-            extra["asset_ttl"] = max(fault.expire_after, 1e-3)
-        return extra
-
-    async def _source(
-        self, request: Request, body: Body, job_id: str
-    ) -> tuple[Job | None, media.Probe | None]:
-        """The video an edit/extension works on: a stored video by id, or an upload."""
-        upload = body.files.get("video")
-        if upload is not None:
-            path = await self._store_upload(upload, self.store.job_dir(job_id), "source")
-            return None, await self._probe_upload(path, "video")
-        if "video" not in body.fields:
-            raise APIError(
-                400,
-                "Missing required parameter: 'video' (a file upload or {\"id\": ...}).",
-                param="video",
-                code="missing_required_parameter",
-            )
-        ref = body.fields["video"]
-        video_id = ref.get("id") if isinstance(ref, dict) else None
-        if not isinstance(video_id, str) or not video_id:
-            raise APIError(
-                400,
-                'Invalid \'video\': expected a file upload or an object {"id": "<a completed video\'s id>"}.',
-                param="video",
-                code="invalid_type",
-            )
-        return self._job(video_id, completed=True, param="video"), None
 
     # --- routes -------------------------------------------------------------------------------
     async def _creating(self, request: Request, make: Callable[[Request, Body], Awaitable[Job]]) -> Response:
@@ -276,31 +205,7 @@ class VideosApp:
         return self._view(job)
 
     async def create_video(self, request: Request) -> Response:
-        return await self._creating(request, self._create_job)
-
-    async def _create_job(self, request: Request, body: Body) -> Job:
-        self._gateway_needs_model(body)
-        prompt = prompt_field(body)
-        model = field_value(body, "model", default=DEFAULT_MODEL, allowed=KNOWN_MODELS)
-        size = field_value(body, "size", default=DEFAULT_SIZE, allowed=KNOWN_SIZES)
-        seconds = field_value(body, "seconds", default=DEFAULT_SECONDS, allowed=KNOWN_SECONDS)
-        job_id = new_id("video")
-        extra = self._failure(request, prompt)
-        upload = body.files.get("input_reference")
-        if upload is not None:
-            path = await self._store_upload(upload, self.store.job_dir(job_id), "reference")
-            extra["reference_file"] = path.name
-        elif "input_reference" in body.fields:
-            extra["reference"] = _image_reference(body.fields["input_reference"])
-        return self.store.create(
-            CREATE,
-            id=job_id,
-            model=model or DEFAULT_MODEL,
-            prompt=prompt,
-            size=size or DEFAULT_SIZE,
-            seconds=seconds or DEFAULT_SECONDS,
-            **extra,
-        )
+        return await self._creating(request, self.maker.create)
 
     async def list_videos(self, request: Request) -> Response:
         self._gateway_refuses(request, 400)
@@ -373,68 +278,17 @@ class VideosApp:
         return _FileResponse(path, media_type=content_type)
 
     async def remix_video(self, request: Request) -> Response:
-        return await self._creating(request, self._remix_job)
-
-    async def _remix_job(self, request: Request, body: Body) -> Job:
-        source = self._job(request.path_params["video_id"], completed=True)
-        prompt = prompt_field(body)
-        return self.store.create(
-            REMIX,
-            model=source.model,
-            prompt=prompt,
-            size=source.size,
-            seconds=source.seconds,
-            remixed_from_video_id=source.id,
-            render_size=source.render_size,
-            **self._failure(request, prompt),
-        )
-
-    async def _derive(self, request: Request, body: Body, kind: str) -> Job:
-        """Edits and extensions: same three input forms, different output."""
-        self._gateway_needs_model(body)
-        prompt = prompt_field(body)
-        model = field_value(body, "model", allowed=KNOWN_MODELS)
-        extension: str | None = None
-        if kind == EXTEND:
-            extension = field_value(body, "seconds", required=True, allowed=KNOWN_EXTENSION_SECONDS)
-        job_id = new_id("video")
-        source, info = await self._source(request, body, job_id)
-        extra = self._failure(request, prompt)
-        if source is not None:
-            size, base_seconds, base_model = source.size, float(source.seconds), source.model
-            extra["render_size"] = source.render_size
-        else:
-            assert info is not None
-            # The job reports a size of the spec; the clip's real dimensions stay private.
-            size, base_seconds = media.spec_size(info.width, info.height), info.duration
-            base_model = DEFAULT_MODEL
-            extra["render_size"] = f"{info.width}x{info.height}"
-        if source is None:
-            extra["source_file"] = next(self.store.job_dir(job_id).glob("source*")).name
-        else:
-            extra["source_id"] = source.id
-        if extension is not None:
-            extra["extension_seconds"] = int(extension)
-            base_seconds += int(extension)
-        return self.store.create(
-            kind,
-            id=job_id,
-            model=model or base_model,
-            prompt=prompt,
-            size=size,
-            seconds=str(round(base_seconds)),
-            **extra,
-        )
+        return await self._creating(request, self.maker.remix)
 
     async def edit_video(self, request: Request) -> Response:
-        return await self._creating(request, lambda request, body: self._derive(request, body, EDIT))
+        return await self._creating(request, self.maker.edit)
 
     async def extend_video(self, request: Request) -> Response:
-        return await self._creating(request, lambda request, body: self._derive(request, body, EXTEND))
+        return await self._creating(request, self.maker.extend)
 
     async def create_character(self, request: Request) -> Response:
         body = await read_body(request, self.max_upload_bytes)
-        self._gateway_needs_model(body)
+        self.maker.require_model(body)
         name = field_value(body, "name", required=True, max_length=80)
         assert name is not None
         upload = body.files.get("video")
@@ -446,8 +300,8 @@ class VideosApp:
                 code="missing_required_parameter",
             )
         staging = self.store.job_dir(new_id("upload"))
-        path = await self._store_upload(upload, staging, "source")
-        await self._probe_upload(path, "video")
+        path = await store_upload(upload, staging, "source")
+        await probe_upload(path, "video")
         character = await anyio.to_thread.run_sync(self.store.add_character, name, path)
         shutil.rmtree(staging, ignore_errors=True)
         return json_response(character.view())
@@ -490,30 +344,6 @@ class VideosApp:
         except ValueError as exc:
             raise APIError(400, f"Invalid fault rules: {exc}") from exc
         return Response(json.dumps({"rules": len(rules)}), media_type="application/json")
-
-
-def _image_reference(value: Any) -> dict[str, Any]:
-    """A JSON/form ``input_reference``: an object with exactly one of image_url, file_id."""
-    keys = {"image_url", "file_id"}
-    if (
-        not isinstance(value, dict)
-        or len(keys & value.keys()) != 1
-        or not all(isinstance(value[key], str) and value[key] for key in keys & value.keys())
-    ):
-        raise APIError(
-            400,
-            "Invalid 'input_reference': expected a file upload or an object with exactly one of "
-            "'image_url' or 'file_id' (a non-empty string).",
-            param="input_reference",
-            code="invalid_value",
-        )
-    return value
-
-
-class _FileResponse(FileResponse):
-    """Streams from disk in 1 MiB chunks (fewer event-loop turns than Starlette's 64 KiB)."""
-
-    chunk_size = 1024 * 1024
 
 
 def create_app(

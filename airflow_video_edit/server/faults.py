@@ -206,6 +206,21 @@ def fault_of(scope: Scope) -> Fault | None:
     return value if isinstance(value, Fault) else None
 
 
+def job_fault_fields(scope: Scope, prompt: str) -> dict[str, Any]:
+    """Job fields a fault (or the prompt's ``[fail-job=CODE]`` marker) asks for: a scripted
+    failure, early expiry."""
+    fault = fault_of(scope)
+    extra: dict[str, Any] = {}
+    marker = PROMPT_FAIL_MARKER.search(prompt)
+    code = fault.fail_job if fault is not None and fault.fail_job else marker.group(1) if marker else None
+    if code:
+        extra["fail_code"] = code
+        extra["fail_message"] = f"The video job failed ({code}, injected by the local server)."
+    if fault is not None and fault.expire_after is not None:
+        extra["asset_ttl"] = max(fault.expire_after, 1e-3)
+    return extra
+
+
 def _transport(receive: Receive) -> Any:
     """The server's transport behind ``receive`` (uvicorn), to drop a connection on purpose."""
     owner = getattr(receive, "__self__", None)

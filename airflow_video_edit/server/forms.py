@@ -184,3 +184,21 @@ def prompt_field(body: Body) -> str:
     if not prompt.strip():
         raise APIError(400, "Invalid 'prompt': empty string.", param="prompt", code="empty_string")
     return prompt
+
+
+def image_reference(value: Any) -> dict[str, Any]:
+    """A JSON/form ``input_reference``: an object with exactly one of image_url, file_id."""
+    keys = {"image_url", "file_id"}
+    if (
+        not isinstance(value, dict)
+        or len(keys & value.keys()) != 1
+        or not all(isinstance(value[key], str) and value[key] for key in keys & value.keys())
+    ):
+        raise APIError(
+            400,
+            "Invalid 'input_reference': expected a file upload or an object with exactly one of "
+            "'image_url' or 'file_id' (a non-empty string).",
+            param="input_reference",
+            code="invalid_value",
+        )
+    return value

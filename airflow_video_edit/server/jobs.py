@@ -16,7 +16,6 @@ on the same directory finds everything again.
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import secrets
@@ -42,6 +41,7 @@ from airflow_video_edit.models import (
 )
 
 from . import defaults, media
+from .order import CreationOrder
 
 QUEUED_FRACTION = 0.15
 """Seconds a completed job's assets stay downloadable (``expires_at - completed_at``)."""
@@ -141,10 +141,6 @@ class _Counts:
     characters: int = 0
 
 
-def _order_key(job: Job) -> tuple[float, int, str]:
-    return (job.created_at, job.seq, job.id)
-
-
 def new_id(prefix: str) -> str:
     """An id shaped like OpenAI's (``video_`` + 32 hex digits)."""
     return f"{prefix}_{secrets.token_hex(16)}"
@@ -185,10 +181,7 @@ class JobStore:
         self._pending: dict[str, Future[Any]] = {}
         self._executor = ThreadPoolExecutor(max_workers=render_workers, thread_name_prefix="render")
         self.jobs: dict[str, Job] = {}
-        # (created_at, seq, id) of every job, kept sorted: a list page is a slice, not a sort.
-        # Each job's key as it was inserted (tests move a job's created_at back to age it).
-        self._order: list[tuple[float, int, str]] = []
-        self._keys: dict[str, tuple[float, int, str]] = {}
+        self._order = CreationOrder()  # a list page is a slice of it, not a sort
         self.characters: dict[str, Character] = {}
         self.counts = _Counts()
         self._seq = 0
@@ -200,8 +193,7 @@ class JobStore:
             job = Job(**json.loads(path.read_text()))
             self.jobs[job.id] = job
             self._seq = max(self._seq, job.seq)
-        self._keys = {job.id: _order_key(job) for job in self.jobs.values()}
-        self._order = sorted(self._keys.values())
+        self._order = CreationOrder(self.jobs.values())
         for path in sorted(self._chars_dir.glob("*.json")):
             character = Character(**json.loads(path.read_text()))
             self.characters[character.id] = character
@@ -235,8 +227,7 @@ class JobStore:
                 **extra,
             )
             self.jobs[job.id] = job
-            self._keys[job.id] = _order_key(job)
-            bisect.insort(self._order, self._keys[job.id])
+            self._order.add(job)
             self.counts.jobs_by_kind[kind] += 1
             self._save(self._jobs_dir, job.id, job)
             return job
@@ -250,7 +241,7 @@ class JobStore:
             job = self.jobs.pop(job_id, None)
             if job is None:
                 return False
-            del self._order[bisect.bisect_left(self._order, self._keys.pop(job_id))]
+            self._order.remove(job_id)
             (self._jobs_dir / f"{job_id}.json").unlink(missing_ok=True)
         shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         return True
@@ -259,16 +250,8 @@ class JobStore:
         """One page of jobs in creation order; ``(jobs, has_more)``. ``after`` must exist.
         O(log n + limit): a slice of the sorted order, whatever the number of jobs."""
         with self._lock:
-            order, total = self._order, len(self._order)
-            if descending:
-                end = total if after is None else bisect.bisect_left(order, self._keys[after])
-                keys = order[max(0, end - limit) : end][::-1]
-                has_more = end - limit > 0
-            else:
-                start = 0 if after is None else bisect.bisect_right(order, self._keys[after])
-                keys = order[start : start + limit]
-                has_more = start + limit < total
-            return [self.jobs[key[2]] for key in keys], has_more
+            ids, has_more = self._order.page(after=after, limit=limit, descending=descending)
+            return [self.jobs[job_id] for job_id in ids], has_more
 
     def view(self, job: Job) -> Video:
         """The API view of a job now; starts rendering in the background once it is completed."""
