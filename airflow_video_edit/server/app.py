@@ -41,8 +41,9 @@ from .creation import JobMaker, probe_upload, store_upload
 from .faults import FaultMiddleware, FaultRule, parse_rules
 from .forms import APIError, Body, error_body, field_value, json_response, read_body
 from .gallery import Gallery
-from .jobs import Job, JobStore, new_id
+from .jobs import JobStore
 from .middleware import ApiKeyCheck, ObservedRequests
+from .records import Job, new_id
 
 POLL_AFTER_HEADER = "openai-poll-after-ms"
 

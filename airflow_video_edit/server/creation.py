@@ -2,7 +2,7 @@
 extend (their fields checked, the source video found or the upload stored and probed).
 
 :class:`JobMaker` is what :mod:`.app`'s ``POST`` routes call once the body is read and the
-``Idempotency-Key`` claimed; it returns the stored :class:`~.jobs.Job`.
+``Idempotency-Key`` claimed; it returns the stored :class:`~.records.Job`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from airflow_video_edit.models import (
 from . import media
 from .faults import job_fault_fields
 from .forms import APIError, Body, field_value, image_reference, prompt_field
-from .jobs import CREATE, EDIT, EXTEND, REMIX, Job, JobStore, new_id
+from .jobs import JobStore
+from .records import CREATE, EDIT, EXTEND, REMIX, Job, new_id
 
 _COPY_CHUNK = 1024 * 1024
 # (video_id, completed=..., param=...) -> the job or an APIError: the app's lookup.

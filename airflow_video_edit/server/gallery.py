@@ -29,7 +29,8 @@ from starlette.routing import Route
 from airflow_video_edit.models import COMPLETED, VARIANTS
 
 from . import media
-from .jobs import Job, JobStore
+from .jobs import JobStore
+from .records import Job
 
 COOKIE = "videos_session"
 SESSION_SECONDS = 12 * 3600

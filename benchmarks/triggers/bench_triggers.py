@@ -63,7 +63,7 @@ def write_jobs(data_dir: Path, n: int, created_at: float, job_seconds: float) ->
     """
     from dataclasses import asdict
 
-    from airflow_video_edit.server.jobs import CREATE, Job, new_id
+    from airflow_video_edit.server.records import CREATE, Job, new_id
 
     jobs_dir = data_dir / "jobs"
     jobs_dir.mkdir(parents=True, exist_ok=True)
