@@ -115,8 +115,16 @@ def prompt(drill: str) -> str:
     return f"distributed drill {drill} {uuid.uuid4().hex[:8]}: add a warm sunset grade"
 
 
+DRILL_REPORT = Path(__file__).resolve().parents[2] / "out" / "e2e" / "distributed-drills.txt"
+
+
 def report(drill: str, **facts: Any) -> None:
-    print(f"\n[e2e] distributed drill {drill}: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+    """What a drill measured: printed (``-s``) and appended to ``out/e2e/distributed-drills.txt``."""
+    line = f"[e2e] distributed drill {drill}: " + ", ".join(f"{k} {v}" for k, v in facts.items())
+    print("\n" + line)
+    DRILL_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    with DRILL_REPORT.open("a") as out:
+        out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {line}\n")
 
 
 def edits(dep: Any, dag_id: str, run_id: str) -> dict[int, dict[str, Any]]:
